@@ -1,0 +1,272 @@
+"""The reference Token-Shuffle model: a Llama-style decoder over one text+image sequence.
+
+Sequence: ``[bos] text... [soi] window_0 window_1 ...``. Each visual window of s x s VQ codes enters
+as one fused token (:class:`ShuffleIn`) and each AR step predicts the s^2 codes of the next window
+(:class:`ShuffleOut` + the shared LM head). s = 1 builds no shuffle modules: a plain AR model.
+Unified vocabulary: text ids [0, text_vocab), then <soi>, <eoi>, then the image codebook.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tsbench.models.base import ARImageModel, Conditioning, DecodeState
+from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_angles
+from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid
+from tsbench.models.tokenizer import get_tokenizer
+from tsbench.models.vq import VQModel, get_vq_config
+
+
+@dataclass(frozen=True)
+class TokenShuffleConfig:
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    ffn_hidden: int
+    text_vocab_size: int
+    codebook_size: int = 16384
+    vq: str = "vq16"
+    window: int = 1
+    n_mlp_blocks: int = 2
+    shuffle_hidden: int | None = None  # residual MLP width; None = dim (unpublished in the paper)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    max_text_tokens: int = 128
+    tokenizer: str = "bytes"
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def soi_id(self) -> int:
+        return self.text_vocab_size
+
+    @property
+    def image_offset(self) -> int:
+        return self.text_vocab_size + 2
+
+    @property
+    def vocab_size(self) -> int:
+        return self.image_offset + self.codebook_size
+
+
+# One table of presets. ts-2.7b: width 3072 and 20 layers are the secondary sources' shape; 24 heads
+# give head_dim 128, the Llama standard at this width. The ffn width is Llama's 8/3 d rounded to 256.
+TS_PRESETS: dict[str, TokenShuffleConfig] = {
+    "tiny": TokenShuffleConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden=128,
+                               text_vocab_size=257, codebook_size=1024, vq="vq16-tiny", max_text_tokens=64),
+    "small": TokenShuffleConfig(dim=384, n_layers=8, n_heads=6, n_kv_heads=6, ffn_hidden=1024,
+                                text_vocab_size=257, codebook_size=16384, vq="vq16-tiny"),
+    "ts-2.7b": TokenShuffleConfig(dim=3072, n_layers=20, n_heads=24, n_kv_heads=24, ffn_hidden=8192,
+                                  text_vocab_size=32000, codebook_size=16384, vq="vq16"),
+    "ts-7b": TokenShuffleConfig(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_hidden=11008,
+                                text_vocab_size=32000, codebook_size=16384, vq="vq16"),
+}
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TokenShuffleConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor, angles: torch.Tensor, cache: KVCache, layer: int,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = apply_rope(self.wq(x).view(b, t, self.n_heads, self.head_dim), angles)
+        k = apply_rope(self.wk(x).view(b, t, self.n_kv_heads, self.head_dim), angles)
+        v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim)
+        keys, values = cache.write(layer, k.transpose(1, 2), v.transpose(1, 2))
+        out = attend(q.transpose(1, 2), keys, values, mask, causal=cache.filled == 0)
+        return self.wo(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TokenShuffleConfig) -> None:
+        super().__init__()
+        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attention = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.feed_forward = SwiGLU(cfg.dim, cfg.ffn_hidden)
+
+    def forward(self, x: torch.Tensor, angles: torch.Tensor, cache: KVCache, layer: int,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), angles, cache, layer, mask)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+class TokenShuffleLM(ARImageModel):
+    def __init__(self, cfg: TokenShuffleConfig, preset: str | None = None) -> None:
+        super().__init__()
+        self.config, self.preset = cfg, preset
+        self.window, self.codebook_size = cfg.window, cfg.codebook_size
+        self.tokenizer = get_tokenizer(cfg.tokenizer)
+        if self.tokenizer.vocab_size > cfg.text_vocab_size:
+            raise ValueError(f"tokenizer {cfg.tokenizer!r} has {self.tokenizer.vocab_size} ids but the model's "
+                             f"text vocabulary has {cfg.text_vocab_size}")
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.window > 1:
+            hidden = cfg.shuffle_hidden or cfg.dim
+            self.shuffle_in = ShuffleIn(cfg.dim, cfg.window, cfg.n_mlp_blocks, hidden)
+            self.shuffle_out = ShuffleOut(cfg.dim, cfg.window, cfg.n_mlp_blocks, hidden)
+        self.vq = VQModel(get_vq_config(cfg.vq))
+        self.vq_weights = "random"
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+
+    # ---- conditioning -------------------------------------------------------------------------
+    def condition(self, prompts: list[str], cfg: bool) -> Conditioning:
+        """``[bos] text [soi]`` per prompt; the unconditional rows drop the text: ``[bos] [soi]``."""
+        bos, soi = self.tokenizer.bos_id, self.config.soi_id
+        rows = [[bos, *self.tokenizer.encode(p)[: self.config.max_text_tokens], soi] for p in prompts]
+        if cfg:
+            rows += [[bos, soi]] * len(prompts)
+        length = max(map(len, rows))
+        device = self.tok_embeddings.weight.device
+        tokens = torch.zeros(len(rows), length, dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.bool)
+        for i, row in enumerate(rows):  # left padding: every row ends at the same position
+            tokens[i, length - len(row):] = torch.tensor(row)
+            mask[i, length - len(row):] = True
+        return Conditioning(mask=mask.to(device), tokens=tokens.to(device))
+
+    # ---- decoding -----------------------------------------------------------------------------
+    def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        angles = rope_angles(self.config.head_dim, positions, self.config.rope_theta)
+        mask = attention_mask(cache, x.shape[1])
+        for i, layer in enumerate(self.layers):
+            x = layer(x, angles, cache, i, mask)
+        cache.advance(x.shape[1])
+        return self.norm(x)
+
+    def _window_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states [rows, n, d] -> float32 logits [rows, n, s^2, codebook] of the next windows."""
+        h = self.shuffle_out(hidden) if self.window > 1 else hidden[:, :, None]
+        return self.output(h)[..., self.config.image_offset:].float()
+
+    def _embed_windows(self, codes: torch.Tensor) -> torch.Tensor:
+        """Window codes [rows, n, s^2] -> transformer inputs [rows, n, d]."""
+        emb = self.tok_embeddings(codes + self.config.image_offset)
+        return self.shuffle_in(emb) if self.window > 1 else emb[:, :, 0]
+
+    def _prefix(self, cond: Conditioning, image_positions: int) -> tuple[KVCache, torch.Tensor]:
+        """A cache sized for the prompt plus ``image_positions`` fed windows, and the prompt positions."""
+        cfg, param = self.config, self.tok_embeddings.weight
+        cache = KVCache.allocate(cfg.n_layers, cond.rows, cfg.n_kv_heads, cond.length + image_positions,
+                                 cfg.head_dim, param.device, param.dtype)
+        has_padding = cond.mask.device.type != "meta" and not bool(cond.mask.all())
+        if has_padding:  # left padding: keys of padded slots stay masked for the whole image
+            pad = torch.ones(cond.rows, image_positions, dtype=torch.bool, device=cond.mask.device)
+            cache.key_mask = torch.cat([cond.mask, pad], dim=1)
+        return cache, (cond.mask.long().cumsum(1) - 1).clamp(min=0)
+
+    def start(self, cond: Conditioning, grid: tuple[int, int]) -> tuple[DecodeState, torch.Tensor]:
+        check_grid(grid, self.window)
+        steps = (grid[0] // self.window) * (grid[1] // self.window)
+        cache, positions = self._prefix(cond, steps - 1)  # the last window is never fed back
+        hidden = self._transformer(self.tok_embeddings(cond.tokens), positions, cache)
+        state = DecodeState(cache=cache, grid=grid, positions=positions[:, -1] + 1)
+        return state, self._window_logits(hidden[:, -1:])[:, 0]
+
+    def step(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
+        x = self._embed_windows(codes[:, None])
+        hidden = self._transformer(x, state.positions[:, None], state.cache)
+        state.positions = state.positions + 1
+        state.steps_done += 1
+        return self._window_logits(hidden)[:, 0]
+
+    def forward(self, cond: Conditioning, windows: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing in one pass, no incremental cache: logits [rows, n + 1, s^2, codebook] for
+        windows 0..n given the prompt and the n windows ``windows`` [rows, n, s^2] (training, tests)."""
+        n = windows.shape[1]
+        cache, positions = self._prefix(cond, n)
+        image_positions = positions[:, -1:] + 1 + torch.arange(n, device=positions.device)
+        x = torch.cat([self.tok_embeddings(cond.tokens), self._embed_windows(windows)], dim=1)
+        hidden = self._transformer(x, torch.cat([positions, image_positions], dim=1), cache)
+        return self._window_logits(hidden[:, cond.length - 1:])
+
+    def describe(self) -> dict[str, Any]:
+        return {"adapter": "token-shuffle", "preset": self.preset, "window": self.window,
+                "params": count_parameters(self, exclude=("vq.",)), "weights": self.weights,
+                "vq": self.config.vq, "vq_weights": self.vq_weights, "tokenizer": self.config.tokenizer}
+
+
+def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith(exclude))
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+def save_checkpoint(model: TokenShuffleLM, directory: str | Path) -> Path:
+    """A checkpoint is a directory: ``config.json`` + ``model.safetensors`` (VQ weights included)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"adapter": "token-shuffle", "preset": model.preset, "config": asdict(model.config)}
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / WEIGHTS_FILE))
+    return directory
+
+
+def _checkpoint_files(path: Path) -> tuple[dict | None, Path]:
+    if path.is_dir():
+        config = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else None
+        for name in (WEIGHTS_FILE, "model.pt", "model.bin", "pytorch_model.bin"):
+            if (path / name).is_file():
+                return config, path / name
+        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin) in the checkpoint directory")
+    return None, path
+
+
+def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int = 1,
+                        device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                        vq: str | None = None, vq_checkpoint: str | None = None,
+                        tokenizer: str | None = None, **unused: Any) -> TokenShuffleLM:
+    """Build from a preset (random weights) or a checkpoint; the checkpoint's config wins over the preset."""
+    meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
+    if meta is not None:
+        cfg, preset = TokenShuffleConfig(**meta["config"]), meta.get("preset", preset)
+        if window != cfg.window and window != 1:
+            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}")
+    else:
+        if preset not in TS_PRESETS:
+            from tsbench.config.registry import suggest
+
+            raise ValueError(f"unknown token-shuffle preset {preset!r}.{suggest(str(preset), list(TS_PRESETS))} "
+                             f"Known: {', '.join(TS_PRESETS)}")
+        cfg = replace(TS_PRESETS[preset], window=window)
+    cfg = replace(cfg, **{k: v for k, v in {"vq": vq, "tokenizer": tokenizer}.items() if v})
+    meta_device = torch.device(device).type == "meta"
+    with torch.device("meta" if meta_device else "cpu"):
+        model = TokenShuffleLM(cfg, preset)
+    if weights_path is not None:
+        load_strict(model, unwrap_state_dict(read_tensors(weights_path)), str(weights_path))
+        model.weights = file_digest(weights_path)
+        model.vq_weights = model.weights
+    if vq_checkpoint:
+        from tsbench.models.vq import load_vq_state_dict
+
+        load_vq_state_dict(model.vq, vq_checkpoint)
+        model.vq_weights = file_digest(vq_checkpoint)
+    return model.to(device=device, dtype=dtype).eval()
