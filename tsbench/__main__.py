@@ -1,0 +1,5 @@
+import sys
+
+from tsbench.cli import main
+
+sys.exit(main())

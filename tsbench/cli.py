@@ -1,0 +1,217 @@
+"""The ``tsbench`` command. Exit codes: 0 ok, 1 a run or a cell failed, 2 usage or configuration error."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+import tsbench
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def _suite_path(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    candidate = Path("suites") / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in Path("suites").glob("*.yaml")) if Path("suites").is_dir() else []
+    raise UsageError(f"suite {name!r} not found: give a YAML path" + (f" or one of {', '.join(known)}" if known else ""))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tsbench.config.suite import load_suite
+    from tsbench.runner.run import run_suite, summary_table
+
+    overrides = list(args.set or [])
+    for flag, key in ((args.checkpoint, "model.checkpoint"), (args.limit, "quality.limit"),
+                      (args.data_dir, "quality.data_dir"), (args.device, "model.device")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    suite = load_suite(_suite_path(args.suite), overrides)
+    quality = None
+    if suite.quality.benchmark or (suite.sweep and any(k.startswith("quality.") for k in suite.sweep.grid)):
+        from tsbench.runner.quality import make_quality_hook
+
+        quality = make_quality_hook(scorer_python=args.scorer_python)
+    outcome = run_suite(suite, run_dir=args.run_dir, force=args.force, quality=quality, progress=not args.no_progress)
+    print(summary_table(outcome.run_dir))
+    print(f"\n{outcome.ran} cell(s) run, {outcome.skipped} already done; results in {outcome.run_dir}")
+    if not args.no_report:
+        from tsbench.report.html import build_report
+
+        out = Path(args.report_dir) if args.report_dir else outcome.run_dir / "report"
+        print(f"report: {build_report([outcome.run_dir], out)}")
+    if outcome.failed:
+        print(f"{len(outcome.failed)} cell(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    from tsbench.measure.flops import flops_report
+
+    print(flops_report(args.adapter, args.preset, args.resolution, args.window, cfg=args.cfg,
+                       as_json=args.json, prompt_tokens=args.prompt_tokens))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tsbench.benchmarks import PROMPT_SUITES
+    from tsbench.scoring import SCORERS
+
+    tables: dict[str, Callable[[], object]] = {
+        "adapters": tsbench.list_adapters,
+        "presets": tsbench.list_presets,
+        "schedules": tsbench.list_schedules,
+        "suites": lambda: sorted(p.stem for p in Path("suites").glob("*.yaml")),
+        "benchmarks": PROMPT_SUITES.names,
+        "scorers": SCORERS.names,
+    }
+    for what in [args.what] if args.what else tables:
+        value = tables[what]()
+        if isinstance(value, dict):
+            print(f"{what}:")
+            for key, names in value.items():
+                print(f"  {key}: {', '.join(names)}")
+        else:
+            print(f"{what}: {', '.join(value)}")
+    return EXIT_OK
+
+
+def cmd_cfg_schedules(args: argparse.Namespace) -> int:
+    for name in tsbench.list_schedules():
+        points = [tsbench.cfg_scale(name, int(t * 100), 100, args.scale) for t in (0, 0.25, 0.5, 0.99)]
+        print(f"{name:12s} " + "  ".join(f"{p:5.2f}" for p in points) + "   (t = 0, .25, .5, .99)")
+    if args.plot:
+        from tsbench.report.schedules import plot_schedules
+
+        print(f"plot: {plot_schedules(args.plot, scale=args.scale)}")
+    return EXIT_OK
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from tsbench.scoring.aggregate import read_score_rows, summarize
+
+    table = summarize(args.benchmark, read_score_rows(args.scores), version=args.version, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        for name, value in table.items():
+            print(f"{name:28s} {value:.4f}")
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from tsbench.runner.quality import score_run
+
+    print(score_run(Path(args.run_dir), args.scorer, scorer_python=args.scorer_python))
+    return EXIT_OK
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from tsbench.benchmarks.data import fetch
+
+    print(f"{args.name}: {fetch(args.name, args.data_dir)}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tsbench.report.html import build_report
+
+    print(f"report: {build_report([Path(d) for d in args.run_dirs], Path(args.out))}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tsbench {tsbench.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a YAML suite (every cell of its sweep)")
+    p.add_argument("suite", help="suite YAML path, or a name in ./suites")
+    p.add_argument("--checkpoint", help="weights (directory or file); sets model.checkpoint")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a dotted config key (repeatable)")
+    p.add_argument("--limit", type=int, help="use only the first N benchmark prompts")
+    p.add_argument("--data-dir", help="local copy of the benchmark's official files")
+    p.add_argument("--device", help="torch device, e.g. cuda")
+    p.add_argument("--run-dir", help="results directory (default: <output_dir>/<suite name>)")
+    p.add_argument("--force", action="store_true", help="rerun cells that are already done")
+    p.add_argument("--scorer-python", help="python of a separate environment for the t2v-metrics scorer")
+    p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+    p.add_argument("--report-dir", help="where the report goes (default: <run dir>/report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("flops", help="analytic FLOPs per image, without allocating weights")
+    p.add_argument("--adapter", default="token-shuffle")
+    p.add_argument("--preset", default="ts-2.7b")
+    p.add_argument("--resolution", type=int, default=1024)
+    p.add_argument("--window", type=int, default=1)
+    p.add_argument("--cfg", action=argparse.BooleanOptionalAction, default=True, help="count both CFG branches")
+    p.add_argument("--prompt-tokens", type=int, default=None, help="prompt length T (default: the adapter's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("list", help="list adapters, presets, schedules, suites, benchmarks, scorers")
+    p.add_argument("what", nargs="?", choices=["adapters", "presets", "schedules", "suites", "benchmarks", "scorers"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("cfg-schedules", help="print (and plot) the CFG schedules")
+    p.add_argument("--plot", help="write a PNG with every schedule")
+    p.add_argument("--scale", type=float, default=7.5)
+    p.set_defaults(func=cmd_cfg_schedules)
+
+    p = sub.add_parser("summarize", help="official per-skill/per-tag table from per-image score rows")
+    p.add_argument("--benchmark", required=True, choices=["genai-bench", "geneval"])
+    p.add_argument("--version", help="GenAI-Bench version: 527 or 1600")
+    p.add_argument("--data-dir")
+    p.add_argument("--scores", required=True, help="scores.jsonl")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_summarize)
+
+    p = sub.add_parser("score", help="score the images of an earlier run")
+    p.add_argument("run_dir")
+    p.add_argument("--scorer", action="append", required=True, help="scorer name (repeatable)")
+    p.add_argument("--scorer-python")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("data", help="download official benchmark files")
+    p.add_argument("action", choices=["fetch"])
+    p.add_argument("name", choices=["genai-bench", "geneval"])
+    p.add_argument("--data-dir", help="destination (default: the tsbench cache)")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("report", help="HTML report and plots from run directories")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tsbench.config.registry import RegistryError
+
+    try:
+        return args.func(args)
+    except (UsageError, RegistryError, ValueError, FileNotFoundError) as err:
+        # every user-facing error class of tsbench derives from one of these; their messages name the
+        # file, key or value and say what to do, so no traceback is shown
+        print(f"tsbench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tsbench: interrupted; finished cells are saved, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

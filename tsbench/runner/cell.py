@@ -1,0 +1,120 @@
+"""Run one sweep cell: load, count FLOPs, time, measure memory, save sample images.
+
+Order inside a cell follows optimum-benchmark: load (timed) -> FLOP count -> warm-up and latency
+pass -> a separate memory pass (which also writes the sample images), so trackers do not disturb
+each other. Any exception becomes the cell's status; the sweep goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+import tsbench
+from tsbench.engine.generate import GuidanceConfig
+from tsbench.engine.sampling import SamplingConfig
+from tsbench.measure.env import environment
+from tsbench.measure.latency import time_generation
+from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
+from tsbench.runner.store import atomic_write_bytes, flatten_row
+from tsbench.runner.sweep import Cell
+
+QualityHook = Callable[[Cell, Any, Path], dict[str, Any]]
+
+
+def batch_prompts(prompts: list[str], batch: int) -> list[str]:
+    """The first ``batch`` prompts, cycling when the suite lists fewer."""
+    return [prompts[i % len(prompts)] for i in range(batch)]
+
+
+def load_cell_model(cell: Cell):
+    m = cell.config.model
+    options = {k: v for k, v in {"vq": m.vq, "text_encoder": m.text_encoder,
+                                 "text_embeddings": m.text_embeddings}.items() if v is not None}
+    return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
+                              device=m.device, dtype=m.dtype, **options)
+
+
+def save_png(path: Path, image) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
+    """All measurements of one cell as flat ``section.name`` columns."""
+    cfg, work, measure = cell.config, cell.config.workload, cell.config.measure
+    row: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    model = load_cell_model(cell)
+    row["latency.load_model_s"] = time.perf_counter() - t0
+    row.update(flatten_row({"model": model.describe()}))
+    device = next(model.parameters()).device
+    row.update(environment(device))
+    row["env.dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+
+    guidance = GuidanceConfig(work.cfg_scale, work.cfg_schedule, tuple(work.cfg_interval) if work.cfg_interval else None)
+    sampling = SamplingConfig(work.temperature, work.top_k, work.top_p)
+    prompts = batch_prompts(work.prompts, work.batch_size)
+    seeds = [work.seed + i for i in range(len(prompts))]
+    grid = model.grid(work.resolution)
+    row["workload.visual_tokens"] = grid[0] * grid[1]
+    row["workload.ar_steps"] = (grid[0] // model.window) * (grid[1] // model.window)
+
+    if measure.flops:
+        from tsbench.measure.flops import analytic_flops
+
+        prompt_tokens = int(model.condition(prompts[:1], cfg=False).length)
+        flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
+        row.update(flatten_row({"flops": flops.to_dict()}))
+    if measure.latency:
+        timing = time_generation(model, prompts, work.resolution, guidance, sampling, seeds,
+                                 warmup=measure.warmup, min_repeats=measure.min_repeats,
+                                 min_time_s=measure.min_time_s)
+        row.update(timing.to_row())
+    if measure.memory:
+        row["memory.kv_cache_mib"] = kv_cache_bytes(model, prompts, work.resolution, guidance.enabled) / 2**20
+        with track_peak_memory(device) as peak:
+            result = tsbench.generate(model, prompts, work.resolution, cfg_schedule=work.cfg_schedule,
+                                      cfg_scale=work.cfg_scale, temperature=work.temperature, top_k=work.top_k,
+                                      top_p=work.top_p, seeds=seeds, batch_size=len(prompts),
+                                      cfg_interval=guidance.interval)
+        row.update(peak)
+        samples = []
+        for i, image in enumerate(result.images):
+            path = cell_dir / "samples" / f"{i:02d}.png"
+            save_png(path, image)
+            samples.append(str(path.relative_to(cell_dir.parent.parent)))
+        row["samples.paths"] = samples
+        row["samples.prompts"] = prompts
+        row["samples.seeds"] = seeds
+    if quality is not None and cfg.quality.benchmark:
+        row.update(quality(cell, model, cell_dir))
+    return row
+
+
+def run_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
+    """One result row; failures are recorded, never raised (out-of-memory gets its own status)."""
+    axes = {"model": dataclasses.asdict(cell.config.model), "workload": dataclasses.asdict(cell.config.workload)}
+    base = {"cell_id": cell.id, "cell_hash": cell.hash, **flatten_row({"config": axes})}
+    base.pop("config.workload.prompts", None)
+    started = time.perf_counter()
+    try:
+        row = {**base, **measure_cell(cell, cell_dir, quality), "status": "ok", "message": ""}
+    except torch.OutOfMemoryError as err:
+        row = {**base, "status": "oom", "message": str(err).splitlines()[0]}
+    except Exception as err:  # noqa: BLE001 - a cell's failure is data, the sweep goes on
+        row = {**base, "status": "error", "message": f"{type(err).__name__}: {err}",
+               "traceback": traceback.format_exc(limit=8)}
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    row["cell_seconds"] = time.perf_counter() - started
+    return row

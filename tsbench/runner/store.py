@@ -1,0 +1,194 @@
+"""Results of a run directory, safe against a kill at any moment.
+
+``results.jsonl`` is the source of truth: each finished cell appends one flat JSON row at once (so a
+crash later loses nothing), rows are only ever appended, and the last row of a cell wins. Tables and
+the manifest are derived files replaced atomically, so a reader never sees a half-written one.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+STATUSES = ("ok", "error", "oom")
+REQUIRED_KEYS = ("cell_id", "cell_hash", "status", "message")
+_SCALARS = (type(None), bool, int, float, str)
+
+
+class StoreError(ValueError):
+    """A result row that cannot be written or a results file that cannot be read back."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """``atomic_write_bytes`` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable: the new directory entry is only on disk once the directory is synced."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def flatten_row(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"latency": {"p50": 1}}`` -> ``{"latency.p50": 1}``: rows must be flat to become table columns."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_row(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _encode_row(row: Mapping[str, Any]) -> bytes:
+    """One JSON line; checked here so that a bad row fails in the cell that made it, not at export."""
+    missing = [key for key in REQUIRED_KEYS if key not in row]
+    if missing:
+        raise StoreError(f"result row lacks {', '.join(missing)}: {sorted(row)}")
+    if row["status"] not in STATUSES:
+        raise StoreError(f"result row status must be one of {', '.join(STATUSES)}, got {row['status']!r}")
+    for key, value in row.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not isinstance(key, str) or not all(isinstance(v, _SCALARS) for v in items):
+            raise StoreError(f"result row value {key!r} is not flat (scalar or list of scalars); "
+                             "use flatten_row() on nested reports")
+    return (json.dumps(dict(row), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _drop_partial_tail(fd: int, path: Path) -> None:
+    """Cut a last line without newline (a write interrupted by a kill) so the next row starts a line.
+
+    Appending after it would glue two rows into one malformed line in the middle of the file.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    keep, chunk = 0, 1 << 16
+    for end in range(size, 0, -chunk):
+        start = max(0, end - chunk)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+    os.ftruncate(fd, keep)
+    warnings.warn(f"{path}: dropped a partial last row ({size - keep} bytes) left by an interrupted write",
+                  stacklevel=3)
+
+
+class RunStore:
+    """Rows, tables and manifest of one run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.results_path = self.run_dir / "results.jsonl"
+        self.csv_path = self.run_dir / "results.csv"
+        self.parquet_path = self.run_dir / "results.parquet"
+        self.manifest_path = self.run_dir / "manifest.json"
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Durably append one flat row: a single ``write`` of the whole line with O_APPEND, then fsync.
+
+        The lock serialises writers (e.g. one per GPU) with the partial-line repair.
+        """
+        line = _encode_row(row)
+        fd = os.open(self.results_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _drop_partial_tail(fd, self.results_path)
+            written = os.write(fd, line)
+            if written != len(line):
+                raise StoreError(f"{self.results_path}: short write ({written} of {len(line)} bytes)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # also releases the lock
+
+    def _read_rows(self) -> Iterator[dict[str, Any]]:
+        try:
+            data = self.results_path.read_bytes()
+        except FileNotFoundError:
+            return
+        lines = data.split(b"\n")  # bytes: str.splitlines would also split on U+2028 inside values
+        if lines.pop():
+            warnings.warn(f"{self.results_path}: ignoring a partial last row left by an interrupted write",
+                          stacklevel=3)
+        for lineno, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError as e:
+                raise StoreError(f"{self.results_path}:{lineno}: malformed result row ({e}); "
+                                 "repair or delete that line") from None
+            if not isinstance(row, dict) or "cell_id" not in row:
+                raise StoreError(f"{self.results_path}:{lineno}: result row must be a JSON object with a cell_id")
+            yield row
+
+    def load_rows(self) -> list[dict[str, Any]]:
+        """One row per cell, the last one written (a rerun supersedes earlier attempts)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for row in self._read_rows():
+            latest[row["cell_id"]] = row
+        return list(latest.values())
+
+    def done_cells(self) -> dict[str, str]:
+        """cell_id -> cell_hash of cells whose latest row is ok; a cell is skippable on resume only if its
+        current hash matches (error and oom rows are retried)."""
+        return {row["cell_id"]: row["cell_hash"] for row in self.load_rows() if row["status"] == "ok"}
+
+    def export(self) -> tuple[Path, Path]:
+        """Write ``results.csv`` and ``results.parquet`` from the deduplicated rows."""
+        import pandas as pd  # imported here so that cell workers, which only append, start fast
+
+        frame = pd.DataFrame(self.load_rows())
+        atomic_write_text(self.csv_path, frame.to_csv(index=False))
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(self.parquet_path, buffer.getvalue())
+        return self.csv_path, self.parquet_path
+
+    def write_manifest(self, suite_dict: Mapping[str, Any], resolved_cells: Iterable[Any],
+                       environment: Mapping[str, Any]) -> Path:
+        """Record what the run was asked to do and where: suite, every resolved cell, environment.
+
+        Cells may be ``Cell`` objects (anything with ``to_dict()``) or plain dicts.
+        """
+        manifest = {
+            "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "suite": dict(suite_dict),
+            "cells": [c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in resolved_cells],
+            "environment": dict(environment),
+        }
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        return self.manifest_path
