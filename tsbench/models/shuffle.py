@@ -13,10 +13,14 @@ from torch import nn
 WINDOWS = (1, 2, 4, 8)
 
 
-def check_grid(grid: tuple[int, int], window: int) -> None:
-    h, w = grid
+def check_window(window: int) -> None:
     if window not in WINDOWS:
         raise ValueError(f"shuffle window {window} is not supported; use one of {WINDOWS}")
+
+
+def check_grid(grid: tuple[int, int], window: int) -> None:
+    h, w = grid
+    check_window(window)
     if h % window or w % window:
         raise ValueError(
             f"token grid {h}x{w} is not divisible by shuffle window {window}: choose a resolution whose "

@@ -18,7 +18,7 @@ from torch import nn
 from tsbench.models.base import ARImageModel, Conditioning, DecodeState
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_angles
-from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid
+from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, get_vq_config
 
@@ -109,6 +109,7 @@ class Block(nn.Module):
 class TokenShuffleLM(ARImageModel):
     def __init__(self, cfg: TokenShuffleConfig, preset: str | None = None) -> None:
         super().__init__()
+        check_window(cfg.window)
         self.config, self.preset = cfg, preset
         self.window, self.codebook_size = cfg.window, cfg.codebook_size
         self.tokenizer = get_tokenizer(cfg.tokenizer)
