@@ -33,7 +33,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = list(args.set or [])
     for flag, key in ((args.checkpoint, "model.checkpoint"), (args.limit, "quality.limit"),
-                      (args.data_dir, "quality.data_dir"), (args.device, "model.device")):
+                      (args.data_dir, "quality.data_dir"), (args.device, "model.device"),
+                      (args.allow_pickled_args or None, "model.allow_pickled_args")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     suite = load_suite(_suite_path(args.suite), overrides)
@@ -120,7 +121,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from tsbench.benchmarks.data import fetch
 
-    print(f"{args.name}: {fetch(args.name, args.data_dir)}")
+    name = f"genai-bench-{args.version}" if args.name == "genai-bench" else args.name
+    print(f"{name}: {fetch(name, args.data_dir)}")
     return EXIT_OK
 
 
@@ -143,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N benchmark prompts")
     p.add_argument("--data-dir", help="local copy of the benchmark's official files")
     p.add_argument("--device", help="torch device, e.g. cuda")
+    p.add_argument("--allow-pickled-args", action="store_true",
+                   help="load LlamaGen training checkpoints that also pickle argparse args (warns)")
     p.add_argument("--run-dir", help="results directory (default: <output_dir>/<suite name>)")
     p.add_argument("--force", action="store_true", help="rerun cells that are already done")
     p.add_argument("--scorer-python", help="python of a separate environment for the t2v-metrics scorer")
@@ -186,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="download official benchmark files")
     p.add_argument("action", choices=["fetch"])
-    p.add_argument("name", choices=["genai-bench", "geneval"])
+    p.add_argument("name", help="genai-bench, geneval, or a versioned name such as genai-bench-527")
+    p.add_argument("--version", default="1600", choices=["527", "1600"], help="GenAI-Bench version")
     p.add_argument("--data-dir", help="destination (default: the tsbench cache)")
     p.set_defaults(func=cmd_data)
 

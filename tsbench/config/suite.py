@@ -73,6 +73,8 @@ class ModelConfig:
     text_encoder: str | None = _help("text encoder name or path overriding the adapter's default", default=None)
     text_embeddings: str | None = _help("precomputed text embeddings file used instead of a text encoder",
                                         default=None)
+    allow_pickled_args: bool = _help("accept LlamaGen training checkpoints that pickle argparse args "
+                                     "(only argparse.Namespace is allowed; warns)", default=False)
 
     def __post_init__(self) -> None:
         _require(bool(self.adapter), "adapter", "must be a non-empty string")

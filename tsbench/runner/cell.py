@@ -34,8 +34,8 @@ def batch_prompts(prompts: list[str], batch: int) -> list[str]:
 
 def load_cell_model(cell: Cell):
     m = cell.config.model
-    options = {k: v for k, v in {"vq": m.vq, "text_encoder": m.text_encoder,
-                                 "text_embeddings": m.text_embeddings}.items() if v is not None}
+    options = {k: v for k, v in {"vq": m.vq, "text_encoder": m.text_encoder, "text_embeddings": m.text_embeddings,
+                                 "allow_pickled_args": m.allow_pickled_args or None}.items() if v is not None}
     return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
                               device=m.device, dtype=m.dtype, **options)
 
