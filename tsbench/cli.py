@@ -32,7 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tsbench.runner.run import run_suite, summary_table
 
     overrides = list(args.set or [])
-    for flag, key in ((args.checkpoint, "model.checkpoint"), (args.limit, "quality.limit"),
+    for flag, key in ((args.checkpoint, "model.checkpoint"), (args.vq_checkpoint, "model.vq_checkpoint"),
+                      (args.limit, "quality.limit"),
                       (args.data_dir, "quality.data_dir"), (args.device, "model.device"),
                       (args.allow_pickled_args or None, "model.allow_pickled_args")):
         if flag is not None:
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a YAML suite (every cell of its sweep)")
     p.add_argument("suite", help="suite YAML path, or a name in ./suites")
     p.add_argument("--checkpoint", help="weights (directory or file); sets model.checkpoint")
+    p.add_argument("--vq-checkpoint", help="VQ tokenizer weights; sets model.vq_checkpoint")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a dotted config key (repeatable)")
     p.add_argument("--limit", type=int, help="use only the first N benchmark prompts")
     p.add_argument("--data-dir", help="local copy of the benchmark's official files")

@@ -70,6 +70,8 @@ class ModelConfig:
     dtype: str = _help(f"compute dtype, one of {', '.join(DTYPES)}", default="float32")
     device: str = _help("torch device, e.g. 'cpu' or 'cuda'", default="cpu")
     vq: str | None = _help("VQ tokenizer preset overriding the adapter's default", default=None)
+    vq_checkpoint: str | None = _help("VQ tokenizer weights (e.g. LlamaGen's vq_ds16_t2i.pt); null keeps the "
+                                      "checkpoint's own or random weights", default=None)
     text_encoder: str | None = _help("text encoder name or path overriding the adapter's default", default=None)
     text_embeddings: str | None = _help("precomputed text embeddings file used instead of a text encoder",
                                         default=None)

@@ -1,8 +1,10 @@
 """Safe checkpoint reading: safetensors, or torch.load(weights_only=True); nothing else executes."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,11 +25,11 @@ def file_digest(path: str | Path, length: int = 12) -> str:
     return h.hexdigest()[:length]
 
 
-def read_tensors(path: str | Path, *, safe_globals: tuple = ()) -> dict:
+def read_tensors(path: str | Path, *, allow_pickled_args: bool = False) -> dict:
     """Load a checkpoint file without executing pickled code.
 
-    ``safe_globals`` lists the only non-tensor classes allowed (e.g. argparse.Namespace for LlamaGen
-    training checkpoints, and only when the user opted in).
+    LlamaGen's training scripts pickle their ``argparse.Namespace`` beside the weights; that one class
+    is accepted only with ``allow_pickled_args=True`` (and a warning), never anything else.
     """
     path = Path(path)
     if not path.is_file():
@@ -42,13 +44,26 @@ def read_tensors(path: str | Path, *, safe_globals: tuple = ()) -> dict:
             f"({', '.join(TORCH_SUFFIXES)}) that holds only tensors"
         )
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace] if allow_pickled_args else []):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not allow_pickled_args and "argparse.Namespace" in str(err):
+            raise CheckpointError(
+                f"{path}: refused: it pickles an argparse.Namespace (LlamaGen training 'args'). If you trust the "
+                f"file, pass --allow-pickled-args (allow_pickled_args=True) to allow that one class; nothing "
+                f"else will be unpickled."
+            ) from None
         raise CheckpointError(
             f"{path}: refused: the file pickles Python objects other than tensors, and tsbench never "
             f"executes pickled code. Re-save it with safetensors or a plain dict of tensors. ({err})"
         ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    pickled = sorted(key for key, value in obj.items() if isinstance(value, argparse.Namespace))
+    if pickled:
+        warnings.warn(f"{path}: unpickled argparse.Namespace under {pickled} (allow_pickled_args=True); ignored",
+                      stacklevel=2)
+    return obj
 
 
 def unwrap_state_dict(obj: dict, keys: tuple[str, ...] = ("model", "module", "state_dict")) -> dict:
@@ -60,20 +75,20 @@ def unwrap_state_dict(obj: dict, keys: tuple[str, ...] = ("model", "module", "st
 
 
 def load_strict(module: torch.nn.Module, state_dict: dict, source: str, ignore: tuple[str, ...] = ()) -> None:
-    """load_state_dict that names every missing and unexpected key in one clear error."""
+    """load_state_dict that names every missing, unexpected and mis-shaped key in one clear error."""
     state_dict = {k: v for k, v in state_dict.items() if k not in ignore}
-    expected = set(module.state_dict())
-    missing = sorted(expected - set(state_dict))
-    unexpected = sorted(set(state_dict) - expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{source}: checkpoint does not match the model: missing keys {missing[:10]}"
-            f"{' ...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
-            f"{' ...' if len(unexpected) > 10 else ''}"
-        )
-    for key, tensor in module.state_dict().items():
-        if tuple(state_dict[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"{source}: key {key!r} has shape {tuple(state_dict[key].shape)}, the model expects {tuple(tensor.shape)}"
-            )
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - expected.keys())
+    mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
+                  for key in sorted(expected.keys() & state_dict.keys())
+                  if tuple(state_dict[key].shape) != tuple(expected[key].shape)]
+    problems = [f"{label}: {_shorten(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
+    if problems:
+        raise CheckpointError(f"{source}: checkpoint does not match the model; " + "; ".join(problems))
     module.load_state_dict(state_dict, strict=True, assign=any(p.is_meta for p in module.parameters()))
+
+
+def _shorten(keys: list[str], limit: int = 10) -> str:
+    return ", ".join(keys[:limit]) + (f" ... ({len(keys) - limit} more)" if len(keys) > limit else "")

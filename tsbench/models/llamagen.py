@@ -20,13 +20,11 @@ Deliberate deviations from LlamaGen, none of which changes a logit beyond float 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import html
 import json
 import re
 import urllib.parse
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +34,7 @@ from torch import nn
 
 from tsbench.config.registry import suggest
 from tsbench.models.base import ARImageModel, Conditioning, DecodeState
-from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.checkpoint import file_digest, load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, attend, attention_mask
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid
 
@@ -556,28 +554,13 @@ def load_llamagen_checkpoint(model: LlamaGenT2I, path: str | Path, *, allow_pick
     LlamaGen's training script also pickles its ``argparse.Namespace`` as ``"args"``; only with
     ``allow_pickled_args=True`` is that one class allowed (with a warning), never anything else.
     """
-    allowed = (argparse.Namespace,) if allow_pickled_args else ()
-    try:
-        obj = read_tensors(path, safe_globals=allowed)
-    except CheckpointError as err:
-        if not allow_pickled_args and "argparse.Namespace" in str(err):
-            raise CheckpointError(
-                f"{path}: refused: it pickles an argparse.Namespace (LlamaGen training 'args'). If you trust "
-                f"the file, pass allow_pickled_args=True to allow that one class; nothing else will be "
-                f"unpickled."
-            ) from None
-        raise
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
-    pickled = sorted(key for key, value in obj.items() if isinstance(value, argparse.Namespace))
-    if pickled:
-        warnings.warn(f"{path}: unpickled argparse.Namespace under {pickled} (allow_pickled_args=True); ignored",
-                      stacklevel=2)
+    obj = read_tensors(path, allow_pickled_args=allow_pickled_args)
     load_strict(model, unwrap_state_dict(obj), source=str(path), ignore=("freqs_cis",))
     model.weights = file_digest(path)
 
 
-def build_vq(name: str, checkpoint: str | None, device: torch.device | str) -> tuple[nn.Module, str]:
+def build_vq(name: str, checkpoint: str | None, device: torch.device | str,
+             allow_pickled_args: bool = False) -> tuple[nn.Module, str]:
     """The VQ tokenizer in fp32 on ``device`` and its weights tag."""
     from tsbench.models.vq import VQModel, get_vq_config, load_vq_state_dict
 
@@ -585,7 +568,7 @@ def build_vq(name: str, checkpoint: str | None, device: torch.device | str) -> t
         vq = VQModel(get_vq_config(name))
     if checkpoint is None:
         return vq.eval(), "random"
-    load_vq_state_dict(vq, checkpoint)
+    load_vq_state_dict(vq, checkpoint, allow_pickled_args=allow_pickled_args)
     return vq.to(device).eval(), file_digest(checkpoint)
 
 
@@ -617,7 +600,7 @@ def build_llamagen(preset: str | None = "GPT-XL", checkpoint: str | None = None,
             model.init_random_weights()
     model.to(dtype).eval()
 
-    vq_model, vq_weights = build_vq(vq or config.vq, vq_checkpoint, device)
+    vq_model, vq_weights = build_vq(vq or config.vq, vq_checkpoint, device, allow_pickled_args)
     if vq_model.config.codebook_size != config.vocab_size:
         raise ValueError(f"VQ preset {vq or config.vq!r} has {vq_model.config.codebook_size} codes; "
                          f"{name} predicts {config.vocab_size}")

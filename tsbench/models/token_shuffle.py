@@ -243,7 +243,8 @@ def _checkpoint_files(path: Path) -> tuple[dict | None, Path]:
 def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int = 1,
                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                         vq: str | None = None, vq_checkpoint: str | None = None,
-                        tokenizer: str | None = None, **unused: Any) -> TokenShuffleLM:
+                        tokenizer: str | None = None, allow_pickled_args: bool = False,
+                        **unused: Any) -> TokenShuffleLM:
     """Build from a preset (random weights) or a checkpoint; the checkpoint's config wins over the preset."""
     meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
     if meta is not None:
@@ -268,6 +269,6 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
     if vq_checkpoint:
         from tsbench.models.vq import load_vq_state_dict
 
-        load_vq_state_dict(model.vq, vq_checkpoint)
+        load_vq_state_dict(model.vq, vq_checkpoint, allow_pickled_args=allow_pickled_args)
         model.vq_weights = file_digest(vq_checkpoint)
     return model.to(device=device, dtype=dtype).eval()

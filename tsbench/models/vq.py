@@ -7,16 +7,15 @@ every module keeps its LlamaGen attribute name and registration order. Only infe
 """
 from __future__ import annotations
 
-import argparse
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file as load_safetensors
 from torch import nn
+
+from tsbench.models.checkpoint import load_strict, read_tensors, unwrap_state_dict
 
 # LlamaGen keeps a rolling window of the last 65536 code ids as a persistent buffer for training
 # statistics; it is useless for inference but is in the checkpoint, so a strict load needs it.
@@ -286,47 +285,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 1).to("cpu", dtype=torch.uint8).numpy()
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a tokenizer checkpoint, never running pickled code.
-
-    ``.pt``/``.pth``/``.bin`` files go through ``torch.load(weights_only=True)``. ``argparse.Namespace``
-    is allowed because LlamaGen's training scripts store their ``args`` next to the weights and it only
-    carries plain attributes; anything else that is not a tensor or container is refused. The weights
-    are taken from ``"model"`` (what the official samplers load), else ``"ema"``, else the top level.
-    """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_safetensors(str(path), device="cpu")
-    if path.suffix not in {".pt", ".pth", ".bin"}:
-        raise ValueError(f"{path}: unsupported checkpoint type {path.suffix!r} (use .safetensors, .pt, .pth or .bin)")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path}: refused to load; the file holds pickled non-tensor objects that could run code when "
-            f"unpickled (torch.load weights_only=True rejected it: {exc})"
-        ) from exc
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a dict of tensors, found {type(ckpt).__name__}")
-    for wrapper in ("model", "ema"):
-        if isinstance(ckpt.get(wrapper), dict):
-            return ckpt[wrapper]
-    return ckpt
-
-
-def load_vq_state_dict(model: VQModel, path: str | Path) -> None:
-    """Load a checkpoint strictly, naming every missing, unexpected or mis-shaped key on failure."""
-    state = read_checkpoint(path)
-    expected = model.state_dict()
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    mismatched = [f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
-                  for key in sorted(expected.keys() & state.keys())
-                  if tuple(state[key].shape) != tuple(expected[key].shape)]
-    if missing or unexpected or mismatched:
-        problems = [f"missing keys: {missing}" if missing else "",
-                    f"unexpected keys: {unexpected}" if unexpected else "",
-                    f"shape mismatches: {mismatched}" if mismatched else ""]
-        raise ValueError(f"{path}: checkpoint does not fit the VQ model; " + "; ".join(p for p in problems if p))
-    model.load_state_dict(state, strict=True)
+def load_vq_state_dict(model: VQModel, path: str | Path, *, allow_pickled_args: bool = False) -> None:
+    """Load strictly, naming every missing, unexpected or mis-shaped key. The weights come from
+    ``"model"`` (what the official samplers load), else ``"ema"``, else the top level."""
+    state = unwrap_state_dict(read_tensors(path, allow_pickled_args=allow_pickled_args), keys=("model", "ema"))
+    load_strict(model, state, source=str(path))

@@ -21,7 +21,8 @@ from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
 from tsbench.measure.latency import time_generation
 from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
-from tsbench.runner.store import atomic_write_bytes, flatten_row
+from tsbench.benchmarks.layout import write_png
+from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
 
 QualityHook = Callable[[Cell, Any, Path], dict[str, Any]]
@@ -34,18 +35,9 @@ def batch_prompts(prompts: list[str], batch: int) -> list[str]:
 
 def load_cell_model(cell: Cell):
     m = cell.config.model
-    options = {k: v for k, v in {"vq": m.vq, "text_encoder": m.text_encoder, "text_embeddings": m.text_embeddings,
-                                 "allow_pickled_args": m.allow_pickled_args or None}.items() if v is not None}
-    return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
-                              device=m.device, dtype=m.dtype, **options)
-
-
-def save_png(path: Path, image) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window, device=m.device,
+                              dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint, text_encoder=m.text_encoder,
+                              text_embeddings=m.text_embeddings, allow_pickled_args=m.allow_pickled_args)
 
 
 def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
@@ -90,7 +82,7 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
         samples = []
         for i, image in enumerate(result.images):
             path = cell_dir / "samples" / f"{i:02d}.png"
-            save_png(path, image)
+            write_png(Image.fromarray(image), path)
             samples.append(str(path.relative_to(cell_dir.parent.parent)))
         row["samples.paths"] = samples
         row["samples.prompts"] = prompts
