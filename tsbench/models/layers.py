@@ -103,7 +103,7 @@ def attention_mask(cache: KVCache, q_len: int) -> torch.Tensor | None:
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
     """SDPA over q [B, H, t, Dh] and the cache prefix k, v [B, Hkv, T, Dh] (grouped-query aware)."""
-    gqa = q.shape[1] != k.shape[1]
+    gqa = bool(q.shape[1] != k.shape[1])  # a plain bool also under jit tracing (fvcore)
     if mask is None and causal and q.shape[2] > 1:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)

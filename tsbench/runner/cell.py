@@ -63,7 +63,7 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     if measure.flops:
         from tsbench.measure.flops import analytic_flops
 
-        prompt_tokens = int(model.condition(prompts[:1], cfg=False).length)
+        prompt_tokens = int(model.condition(prompts, cfg=False).length)  # the padded batch length
         flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
         row.update(flatten_row({"flops": flops.to_dict()}))
     if measure.latency:

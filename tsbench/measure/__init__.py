@@ -1,0 +1,1 @@
+"""Measurements: latency, memory, FLOPs and the environment they ran in."""
