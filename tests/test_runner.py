@@ -95,3 +95,12 @@ def test_version_and_list(capsys) -> None:
     assert "tsbench 0.1.0" in capsys.readouterr().out
     assert main(["list", "schedules"]) == 0
     assert "half-linear" in capsys.readouterr().out
+
+
+def test_max_batch_search_reports_a_fitting_batch(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path, [2], memory=False, latency=False, max_batch_search=True)
+    assert main(["run", str(suite), "--run-dir", str(tmp_path / "run"), "--no-report", "--no-progress",
+                 "--set", "workload.batch_size=2"]) == 0
+    row = RunStore(tmp_path / "run").load_rows()[0]
+    assert row["throughput.max_batch"] >= 2 and row["throughput.max_batch"] & (row["throughput.max_batch"] - 1) == 0
+    assert row["throughput.max_batch_visual_tokens_per_s"] > 0

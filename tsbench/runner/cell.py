@@ -7,6 +7,7 @@ each other. Any exception becomes the cell's status; the sweep goes on.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 import tsbench
 from tsbench.engine.generate import GuidanceConfig
@@ -21,6 +23,7 @@ from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
 from tsbench.measure.latency import time_generation
 from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
+from tsbench.measure.throughput import largest_batch
 from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
@@ -73,11 +76,14 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
         row.update(timing.to_row())
     if measure.memory:
         row["memory.kv_cache_mib"] = kv_cache_bytes(model, prompts, work.resolution, guidance.enabled) / 2**20
+        steps = tqdm(total=row["workload.ar_steps"], desc="decode", unit="step", leave=False, file=sys.stderr,
+                     disable=None)
         with track_peak_memory(device) as peak:
             result = tsbench.generate(model, prompts, work.resolution, cfg_schedule=work.cfg_schedule,
                                       cfg_scale=work.cfg_scale, temperature=work.temperature, top_k=work.top_k,
                                       top_p=work.top_p, seeds=seeds, batch_size=len(prompts),
-                                      cfg_interval=guidance.interval)
+                                      cfg_interval=guidance.interval, on_step=lambda i, t: steps.update())
+        steps.close()
         row.update(peak)
         samples = []
         for i, image in enumerate(result.images):
@@ -87,6 +93,8 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
         row["samples.paths"] = samples
         row["samples.prompts"] = prompts
         row["samples.seeds"] = seeds
+    if measure.max_batch_search:
+        row.update(largest_batch(model, prompts[0], work.resolution, guidance, sampling, start=work.batch_size))
     if quality is not None and cfg.quality.benchmark:
         row.update(quality(cell, model, cell_dir))
     return row
