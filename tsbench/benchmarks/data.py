@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tsbench.io import atomic_write_text
+
 from .errors import DataFetchError, DataNotFoundError
 from .prompts import file_sha256
 
@@ -152,7 +154,7 @@ def fetch(name: str, dest: str | Path | None = None, *, force: bool = False, tim
             "pinned": f.sha256 is not None,
             "fetched_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-    _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return folder
 
 
@@ -184,9 +186,3 @@ def _download(f: DataFile, target: Path, timeout: float) -> str:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -6,16 +6,16 @@ the manifest are derived files replaced atomically, so a reader never sees a hal
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import fcntl
 import io
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+
+from tsbench.io import atomic_write_bytes, atomic_write_text
 
 STATUSES = ("ok", "error", "oom")
 REQUIRED_KEYS = ("cell_id", "cell_hash", "status", "message")
@@ -24,39 +24,6 @@ _SCALARS = (type(None), bool, int, float, str)
 
 class StoreError(ValueError):
     """A result row that cannot be written or a results file that cannot be read back."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """``atomic_write_bytes`` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: the new directory entry is only on disk once the directory is synced."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def flatten_row(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
