@@ -1,0 +1,546 @@
+"""The report's figures, from the per-cell frame of ``aggregate.load_cells``.
+
+Every function draws one figure from whatever columns exist and returns None when its data is absent,
+so a run without FLOPs, quality scores or a batch sweep still gets the other plots. PNGs are small
+(dpi 100) because a report may hold dozens of them.
+"""
+from __future__ import annotations
+
+import textwrap
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tsbench.engine.cfg import list_schedules  # noqa: E402
+from tsbench.report.aggregate import CONFIG_COLUMNS  # noqa: E402
+from tsbench.report.baselines import label as baseline_label  # noqa: E402
+from tsbench.report.schedules import plot_schedules  # noqa: E402
+
+DPI = 100
+PLAIN = FuncFormatter(lambda value, _: f"{value:.3g}" if value < 1000 else f"{value:,.0f}")
+# Keys that may split cells into separate lines; only the ones that actually vary are used.
+LINE_KEYS = ("run", "adapter", "preset", "window", "resolution", "cfg_schedule", "cfg_scale", "batch_size",
+             "dtype", "device")
+GENAI_TAGS = ["attribute", "scene", "spatial relation", "action relation", "part relation", "basic", "counting",
+              "differentiation", "comparison", "negation", "universal", "advanced", "overall"]
+GENEVAL_TAGS = ["single_object", "two_object", "counting", "colors", "position", "color_attr", "overall"]
+# Published rows drawn in the per-skill chart (all rows are in the report's tables): the paper's own model
+# and the AR baseline it builds on, from the Token-Shuffle tables so that one protocol is shown.
+PLOT_BASELINE_MODELS = ("Token-Shuffle", "LlamaGen")
+PLOT_BASELINE_SOURCE = "Token-Shuffle arXiv 2504.17789"
+HEADLINE_TAGS = ("overall", "mean")  # a metric's single-number summary, in order of preference
+GRID_TITLES = {"window": "windows", "cfg_schedule": "CFG schedules"}
+GRID_TITLE_KEYS = ("preset", "resolution", "window", "cfg_schedule", "cfg_scale", "batch_size")
+CAPTIONS = {
+    "flops_vs_resolution": "Analytic FLOPs per image vs resolution, one line per window s. Thin guide lines "
+                           "divide the s = 1 curve by s² (what linear and MLP layers save) and s⁴ (what "
+                           "attention saves). The LM head, the shuffle layers and the VQ decoder still run "
+                           "per original token, so a curve stays above the s² guide where they dominate.",
+    "latency_breakdown": "Where the time of one image goes: prefill, AR decode steps and VQ decode "
+                         "(medians of the batch, divided by the batch size).",
+    "memory_vs_resolution": "Peak memory vs resolution (solid) and the KV cache alone (dashed).",
+    "throughput_vs_batch": "Images per second vs batch size, for the settings run at several batch sizes.",
+    "quality_vs_window": "Overall quality score vs window size.",
+    "quality_per_schedule": "Overall quality score per CFG schedule.",
+    "pareto_quality_latency": "Quality vs latency per image; the line joins the Pareto-optimal cells "
+                              "(no other cell is both faster and better).",
+    "cfg_schedules": "Guidance weight over the image's AR steps for every registered CFG schedule.",
+    "skills": "Per-skill quality of the best cells (solid) beside published numbers (hatched, 'published'; "
+              "† = images from rewritten prompts). Published numbers come from other prompt sets and protocols "
+              "as noted in the tables below.",
+}
+
+
+class PlotWarning(UserWarning):
+    """A figure failed to draw; the report goes on without it."""
+
+
+def caption(path: Path) -> str:
+    """Report caption of a figure written by this module."""
+    return next((text for stem, text in CAPTIONS.items() if path.stem.startswith(stem)), "")
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def _ok(cells: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Successful cells that have every one of ``columns``."""
+    if cells.empty or not set(columns) <= set(cells.columns):
+        return cells.iloc[0:0]
+    data = cells[cells["status"] == "ok"].dropna(subset=list(columns))
+    return data.copy()
+
+
+def _varying(frame: pd.DataFrame, keys: tuple[str, ...] | list[str]) -> list[str]:
+    return [k for k in keys if k in frame.columns and frame[k].nunique(dropna=False) > 1]
+
+
+def _key_text(key: str, value: Any) -> str:
+    formats = {"window": "s = {}", "resolution": "{} px", "batch_size": "batch {}", "cfg_scale": "cfg {:g}"}
+    return formats.get(key, "{}").format(value) if pd.notna(value) else f"{key} ?"
+
+
+def _label(keys: list[str], values: Any) -> str:
+    values = values if isinstance(values, tuple) else (values,)
+    return ", ".join(_key_text(k, v) for k, v in zip(keys, values)) or "all cells"
+
+
+def _lines(frame: pd.DataFrame, x: str, y: str, keys: tuple[str, ...]) -> list[tuple[str, pd.DataFrame]]:
+    """One (label, points) line per combination of the varying ``keys``; the median over the rest."""
+    keys = [k for k in _varying(frame, keys) if k != x]
+    agg = frame.groupby([*keys, x], dropna=False)[y].median().reset_index().sort_values(x)
+    if not keys:
+        return [("all cells", agg)]
+    return [(_label(keys, values), group) for values, group in agg.groupby(keys, dropna=False, sort=True)]
+
+
+def _log_if_wide(ax: plt.Axes, values: pd.Series) -> None:
+    """Log y once values span an order of magnitude; a linear axis would flatten the small ones."""
+    positive = values[values > 0]
+    if len(positive) and positive.max() / positive.min() >= 10:
+        ax.set_yscale("log")
+
+
+def _pow2_axis(ax: plt.Axes, ticks: list[int]) -> None:
+    """Log-2 x axis labelled with the swept values themselves (256, 512, ...)."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter([str(t) for t in ticks]))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _save(fig: plt.Figure, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI, bbox_inches="tight")  # keeps legends placed beside or below the axes
+    plt.close(fig)
+    return out
+
+
+def _finish(ax: plt.Axes, title: str, xlabel: str, ylabel: str, legend: bool = True) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    if legend and ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
+        _legend(ax)
+    for axis, scale, limits in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
+                                (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+        if scale == "log" and not isinstance(axis.get_major_formatter(), FixedFormatter):
+            _plain_log(axis, limits)
+
+
+def _legend(ax: plt.Axes, handles: list[Any] | None = None, labels: list[str] | None = None) -> None:
+    """Inside the axes when short; beside them when long, so that it never hides data."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if len(handles) > 5:
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(handles, labels, fontsize=7)
+
+
+def _plain_log(axis: matplotlib.axis.Axis, limits: tuple[float, float]) -> None:
+    """Log ticks as 0.02 rather than 2x10^-2; minor ticks labelled too when the axis spans under a decade."""
+    low, high = sorted(limits)
+    axis.set_major_formatter(PLAIN)
+    axis.set_minor_formatter(PLAIN if low > 0 and high / low < 10 else NullFormatter())
+
+
+def _ints(series: pd.Series) -> list[int]:
+    return sorted(int(v) for v in series.dropna().unique())
+
+
+# ---- cost ------------------------------------------------------------------------------------------
+def plot_flops(cells: pd.DataFrame, out: Path) -> Path | None:
+    """FLOPs per image vs resolution per window, log-log, with the s² / s⁴ reduction guides."""
+    data = _ok(cells, "flops.total", "resolution", "window")
+    if data.empty:
+        return None
+    data["total"] = data["flops.total"] / 1e9
+    panels = [("total", "total per image, incl. VQ decode")]
+    if {"flops.by_phase.prefill", "flops.by_phase.decode"} <= set(data.columns):
+        data["ar"] = (data["flops.by_phase.prefill"] + data["flops.by_phase.decode"]) / 1e9
+        if data["ar"].notna().any():
+            panels.insert(0, ("ar", "AR transformer (prefill + decode)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), squeeze=False)
+    for i, (ax, (column, title)) in enumerate(zip(axes[0], panels)):
+        _flops_panel(ax, data.dropna(subset=[column]), column, guides=i == 0)
+        _pow2_axis(ax, _ints(data["resolution"]))
+        ax.set_yscale("log")
+        _finish(ax, f"FLOPs: {title}", "resolution (px, log scale)", "GFLOP per image (log scale)")
+    return _save(fig, out)
+
+
+def _flops_panel(ax: plt.Axes, data: pd.DataFrame, column: str, guides: bool) -> None:
+    others = [k for k in _varying(data, ("adapter", "preset", "cfg_scale")) if k != "window"]
+    for values, group in (data.groupby(others, dropna=False) if others else [((), data)]):
+        prefix = _label(others, values) + ", " if others else ""
+        agg = group.groupby(["window", "resolution"])[column].median()
+        base = agg.get(1) if 1 in agg.index.get_level_values("window") else None
+        for window in _ints(group["window"]):
+            line = agg.loc[window]
+            (drawn,) = ax.plot(line.index, line.values, marker="o", label=f"{prefix}s = {window}")
+            if guides and base is not None and window > 1:
+                for power, style in ((2, "--"), (4, ":")):
+                    ax.plot(base.index, base.values / window**power, style, color=drawn.get_color(),
+                            linewidth=0.9, alpha=0.6)
+    if guides and 1 in set(data["window"]) and data["window"].max() > 1:
+        handles, labels = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], color="grey", linestyle="--"), Line2D([], [], color="grey", linestyle=":")]
+        labels += ["guide: (s = 1) / s²", "guide: (s = 1) / s⁴"]
+        _legend(ax, handles, labels)
+
+
+def plot_latency_breakdown(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Prefill / decode / VQ-decode time per image for every cell: seconds, and shares of the total
+    (the shares stay readable when one slow cell dwarfs the others)."""
+    data = _ok(cells, "latency.prefill_s", "latency.vq_decode_s", "latency.end_to_end_s")
+    if data.empty:
+        return None
+    batch = data["batch_size"].astype("float64").fillna(1.0).to_numpy()
+    decode = (data["latency.end_to_end_s"] - data["latency.prefill_s"] - data["latency.vq_decode_s"]).clip(lower=0)
+    parts = {"prefill": data["latency.prefill_s"].to_numpy() / batch, "decode (AR steps)": decode.to_numpy() / batch,
+             "VQ decode": data["latency.vq_decode_s"].to_numpy() / batch}
+    total = sum(parts.values())
+    names = (data["run"] + ": " + data["cell_id"]) if data["run"].nunique() > 1 else data["cell_id"]
+    fig, (ax, share_ax) = plt.subplots(1, 2, figsize=(11, 1.3 + 0.32 * len(data)), sharey=True,
+                                       gridspec_kw={"width_ratios": [3, 2]})
+    left, share_left = np.zeros(len(data)), np.zeros(len(data))
+    for (part, seconds), color in zip(parts.items(), ("#4c72b0", "#dd8452", "#55a868")):
+        ax.barh(range(len(data)), seconds, left=left, label=part, color=color)
+        share = np.divide(100 * seconds, total, out=np.zeros_like(seconds), where=total > 0)
+        share_ax.barh(range(len(data)), share, left=share_left, color=color)
+        left += seconds
+        share_left += share
+    ax.set_yticks(range(len(data)), list(names), fontsize=7)
+    ax.invert_yaxis()
+    _finish(ax, "Latency per image", "seconds per image (batch median / batch size)", "")
+    _finish(share_ax, "Share of the time", "% of the image's time", "", legend=False)
+    share_ax.set_xlim(0, 100)
+    return _save(fig, out)
+
+
+def plot_memory(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Peak memory (allocator peak on GPU, process RSS on CPU) and KV cache vs resolution."""
+    column = next((c for c in ("memory.peak_allocated_mib", "memory.peak_rss_mib")
+                   if not _ok(cells, c, "resolution").empty), None)
+    if column is None:
+        return None
+    data = _ok(cells, column, "resolution")
+    fig, ax = plt.subplots(figsize=(7.6, 4.2))
+    keys = ("run", "adapter", "preset", "window", "batch_size", "dtype", "device")
+    kv_data = _ok(data, "memory.kv_cache_mib")
+    kv_lines = dict(_lines(kv_data, "resolution", "memory.kv_cache_mib", keys)) if not kv_data.empty else {}
+    for name, line in _lines(data, "resolution", column, keys):
+        (drawn,) = ax.plot(line["resolution"], line[column], marker="o", label=name)
+        if name in kv_lines:
+            ax.plot(kv_lines[name]["resolution"], kv_lines[name]["memory.kv_cache_mib"], "--",
+                    color=drawn.get_color(), label=f"{name} (KV cache)")
+    _pow2_axis(ax, _ints(data["resolution"]))
+    _log_if_wide(ax, pd.concat([data[column], data.get("memory.kv_cache_mib", pd.Series(dtype=float))]))
+    what = "peak allocated (GPU)" if column.endswith("allocated_mib") else "peak RSS (whole process, CPU)"
+    _finish(ax, "Peak memory vs resolution", "resolution (px, log scale)", f"{what}, MiB")
+    return _save(fig, out)
+
+
+def plot_throughput(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Images per second vs batch size, for each setting run at two or more batch sizes."""
+    data = _ok(cells, "throughput.images_per_s", "batch_size")
+    lines = [(name, line) for name, line in _lines(data, "batch_size", "throughput.images_per_s", LINE_KEYS)
+             if len(line) > 1] if not data.empty else []
+    if not lines:
+        return None
+    data = pd.concat([line for _, line in lines])
+    fig, ax = plt.subplots(figsize=(7.6, 4.2))
+    for name, line in lines:
+        ax.plot(line["batch_size"], line["throughput.images_per_s"], marker="o", label=name)
+    _pow2_axis(ax, _ints(data["batch_size"]))
+    _log_if_wide(ax, data["throughput.images_per_s"])
+    _finish(ax, "Throughput vs batch size", "batch size (log scale)", "images per second")
+    return _save(fig, out)
+
+
+# ---- quality ---------------------------------------------------------------------------------------
+def quality_metrics(cells: pd.DataFrame) -> dict[str, str]:
+    """Scored metrics and their headline column: ``quality.<metric>.overall``, else ``.mean`` (e.g.
+    {'vqascore': 'quality.vqascore.overall'}); the top-level ``quality.overall`` copy is not a metric."""
+    metrics = {}
+    for column in cells.columns:
+        parts = column.split(".")
+        if len(parts) == 3 and parts[0] == "quality" and parts[2] in HEADLINE_TAGS and not _ok(cells, column).empty:
+            current = metrics.get(parts[1])
+            if current is None or HEADLINE_TAGS.index(parts[2]) < HEADLINE_TAGS.index(current.split(".")[2]):
+                metrics[parts[1]] = column
+    return metrics
+
+
+def headline_label(column: str) -> str:
+    """'quality.vqascore.overall' -> 'vqascore overall'."""
+    return column.removeprefix("quality.").replace(".", " ")
+
+
+def metric_tags(cells: pd.DataFrame, metric: str) -> list[str]:
+    """Tags scored for ``metric``, in the benchmark's official order, other tags after them."""
+    prefix = f"quality.{metric}."
+    tags = [c[len(prefix):] for c in cells.columns
+            if c.startswith(prefix) and pd.api.types.is_numeric_dtype(cells[c]) and cells[c].notna().any()]
+    return order_tags(tags)
+
+
+def order_tags(tags: Iterable[str]) -> list[str]:
+    """Unique tags, the benchmarks' official order first, then any others alphabetically."""
+    tags = set(tags)
+    return list(dict.fromkeys([t for t in GENAI_TAGS + GENEVAL_TAGS if t in tags] + sorted(tags)))
+
+
+def _quality_subplots(metrics: list[str], width: float = 5.2) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.2), squeeze=False)
+    return fig, list(axes[0])
+
+
+def plot_quality_vs_window(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Overall score per window size, one line per other varying setting."""
+    metrics = quality_metrics(cells)
+    data = _ok(cells, "window")
+    if not metrics or data["window"].nunique() < 2:
+        return None
+    fig, axes = _quality_subplots(metrics)
+    for ax, (metric, column) in zip(axes, metrics.items()):
+        subset = data.dropna(subset=[column])
+        for name, line in _lines(subset, "window", column, LINE_KEYS):
+            ax.plot(line["window"], line[column], marker="o", label=name)
+        _pow2_axis(ax, _ints(subset["window"]))
+        _finish(ax, f"{headline_label(column)} vs window", "window size s (log scale)",
+                f"{headline_label(column)} (higher is better)")
+    return _save(fig, out)
+
+
+def plot_quality_per_schedule(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Overall score per CFG schedule (grouped bars); needs at least two schedules."""
+    metrics = quality_metrics(cells)
+    data = _ok(cells, "cfg_schedule")
+    if not metrics or data["cfg_schedule"].nunique() < 2:
+        return None
+    fig, axes = _quality_subplots(metrics, width=6.0)
+    for ax, (metric, column) in zip(axes, metrics.items()):
+        subset = data.dropna(subset=[column])
+        keys = [k for k in _varying(subset, LINE_KEYS) if k != "cfg_schedule"]
+        medians = subset.groupby(["cfg_schedule", *keys], dropna=False)[column].median()
+        table = medians.unstack(keys) if keys else medians.to_frame("all cells")
+        if keys:
+            table.columns = [_label(keys, c) for c in table.columns]
+        table.plot.bar(ax=ax, rot=0, width=0.8, legend=False)
+        _finish(ax, f"{headline_label(column)} per CFG schedule", "CFG schedule",
+                f"{headline_label(column)} (higher is better)")
+    return _save(fig, out)
+
+
+def pareto_front(points: pd.DataFrame, cost: str, gain: str) -> pd.DataFrame:
+    """Cells no other cell beats on both: lower ``cost`` and higher ``gain``, sorted by cost."""
+    best = -np.inf
+    keep = []
+    for index, row in points.sort_values([cost, gain], ascending=[True, False]).iterrows():
+        if row[gain] > best:
+            keep.append(index)
+            best = row[gain]
+    return points.loc[keep]
+
+
+def plot_pareto(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Quality vs latency per image, coloured by window, with the Pareto front."""
+    metrics = quality_metrics(cells)
+    if not metrics or _ok(cells, "latency.per_image_s").empty:
+        return None
+    fig, axes = _quality_subplots(metrics, width=5.8)
+    for ax, (metric, column) in zip(axes, metrics.items()):
+        data = _ok(cells, column, "latency.per_image_s")
+        for window, group in data.groupby("window", dropna=False):
+            ax.scatter(group["latency.per_image_s"], group[column], label=_key_text("window", window), s=28)
+        front = pareto_front(data, "latency.per_image_s", column)
+        ax.plot(front["latency.per_image_s"], front[column], "-", color="black", linewidth=1, label="Pareto front")
+        for _, row in front.iterrows():
+            ax.annotate(row["cell_id"], (row["latency.per_image_s"], row[column]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points", parse_math=False)
+        ax.set_xscale("log")
+        _finish(ax, f"{headline_label(column)} vs latency", "seconds per image (log scale)",
+                f"{headline_label(column)} (higher is better)")
+    return _save(fig, out)
+
+
+def plot_cfg_schedules(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Every registered schedule at the runs' most common scale and AR step count."""
+    if cells.empty or cells["cfg_scale"].dropna().empty:
+        return None
+    steps = cells["workload.ar_steps"].max() if "workload.ar_steps" in cells.columns else np.nan
+    return plot_schedules(out, scale=float(cells["cfg_scale"].mode().iloc[0]),
+                          steps=int(steps) if pd.notna(steps) and steps > 1 else 256, schedules=list_schedules())
+
+
+def _skill_series(cells: pd.DataFrame, metric: str, tags: list[str], top: int) -> list[tuple[str, list[float]]]:
+    """The ``top`` cells by overall score."""
+    headline = quality_metrics(cells)[metric]
+    data = _ok(cells, headline).sort_values(headline, ascending=False).head(top)
+    columns = [f"quality.{metric}.{t}" for t in tags]
+    return [(f"{row['run']}: {row['cell_id']}" if cells["run"].nunique() > 1 else row["cell_id"],
+             [row.get(c, np.nan) for c in columns]) for _, row in data.iterrows()]
+
+
+def _published_series(baselines: pd.DataFrame, metric: str, benchmark: str | None,
+                      tags: list[str]) -> list[tuple[str, list[float]]]:
+    rows = baselines[(baselines["metric"] == metric) & baselines["model"].isin(PLOT_BASELINE_MODELS)
+                     & baselines["source"].str.startswith(PLOT_BASELINE_SOURCE)]
+    if benchmark:
+        rows = rows[rows["benchmark"] == benchmark]
+    series = []
+    for _, group in rows.groupby(["model", "prompt_rewriting", "source"], dropna=False, sort=False):
+        values = group.set_index("tag")["value"].reindex(tags)
+        if values.notna().any():
+            first = group.iloc[0]
+            table = first["source"].removeprefix(PLOT_BASELINE_SOURCE).strip()
+            series.append((f"published: {baseline_label(first)} ({table})", values.tolist()))
+    return series
+
+
+def plot_skills(cells: pd.DataFrame, baselines: pd.DataFrame, out_dir: Path, top: int = 3) -> list[Path]:
+    """Per metric with several tags, one bar chart over them: the best cells and published rows side by side."""
+    written = []
+    for metric in quality_metrics(cells):
+        tags = metric_tags(cells, metric)
+        if len(tags) < 2:  # a single number (e.g. CLIPScore's mean) has no skills to compare
+            continue
+        benchmark = next(iter(cells.get("quality.benchmark", pd.Series(dtype=str)).dropna()), None)
+        series = [(name, values, False) for name, values in _skill_series(cells, metric, tags, top)]
+        series += [(name, values, True) for name, values in _published_series(baselines, metric, benchmark, tags)]
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.75 * len(tags) * max(1, len(series) / 3)), 4.6))
+        width = 0.8 / len(series)
+        for i, (name, values, published) in enumerate(series):
+            x = np.arange(len(tags)) + (i - (len(series) - 1) / 2) * width
+            style = ({"hatch": "///", "edgecolor": "0.25", "alpha": 0.55} if published else {})
+            ax.bar(x, values, width, label=name, **style)
+        ax.set_xticks(range(len(tags)), tags, rotation=30, ha="right", fontsize=8)
+        values = [v for _, vs, _ in series for v in vs if pd.notna(v)]
+        if values and 0 <= min(values) and max(values) <= 1:
+            ax.set_ylim(0, 1)
+        _finish(ax, f"{metric} per skill ({benchmark or 'benchmark unknown'}): your cells vs published",
+                "", f"{metric} (higher is better)", legend=False)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+        written.append(_save(fig, out_dir / f"skills_{metric}.png"))
+    return written
+
+
+# ---- image grids -----------------------------------------------------------------------------------
+def sample_file(run_dir: str | Path, relative: str) -> Path | None:
+    """A sample path from a row: relative to the run directory, or to its parent (older layout)."""
+    for base in (Path(run_dir), Path(run_dir).parent):
+        if (base / relative).is_file():
+            return base / relative
+    return None
+
+
+@dataclass
+class GridSpec:
+    """Same prompts and seeds (rows) across cells that differ only in ``vary`` (columns)."""
+
+    vary: str
+    fixed: dict[str, Any]
+    columns: list[pd.Series]
+    samples: list[tuple[str, Any]]
+    filename: str
+
+    @property
+    def title(self) -> str:
+        shown = [_key_text(k, v) for k, v in self.fixed.items() if k in GRID_TITLE_KEYS]
+        return f"{GRID_TITLES.get(self.vary, self.vary)} side by side: " + ", ".join(shown)
+
+    def column_label(self, cell: pd.Series) -> str:
+        return _key_text(self.vary, cell[self.vary])
+
+    def images(self, cell: pd.Series) -> list[Path | None]:
+        """Sample file of each grid row in ``cell`` (None when the file is gone)."""
+        return [sample_file(cell["run_dir"], p) for p in list(cell["samples.paths"])[:len(self.samples)]]
+
+
+def grid_specs(cells: pd.DataFrame, vary: tuple[str, ...] = ("window", "cfg_schedule"), max_grids: int = 3,
+               max_rows: int = 4) -> list[GridSpec]:
+    """Grids for each ``vary`` key: groups of cells equal on every other config column, largest images first."""
+    data = _ok(cells, "samples.paths", "samples.prompts", "samples.seeds")
+    specs = []
+    for key in vary:
+        if data.empty or data[key].nunique() < 2:
+            continue
+        others = [c for c in CONFIG_COLUMNS if c != key]
+        groups = [g for _, g in data.groupby(others, dropna=False, sort=False) if g[key].nunique() > 1]
+        groups.sort(key=lambda g: -(g["resolution"].max() if g["resolution"].notna().any() else 0))
+        for i, group in enumerate(groups[:max_grids]):
+            group = group.sort_values(key).drop_duplicates(key)
+            first = group.iloc[0]
+            same = group[[list(p) == list(first["samples.prompts"]) and list(s) == list(first["samples.seeds"])
+                          for p, s in zip(group["samples.prompts"], group["samples.seeds"])]]
+            samples = list(zip(first["samples.prompts"], first["samples.seeds"]))[:max_rows]
+            if len(same) > 1 and samples:
+                specs.append(GridSpec(key, {k: first[k] for k in others}, [row for _, row in same.iterrows()],
+                                      samples, f"grid_{key}_{i + 1}.png"))
+    return specs
+
+
+def plot_grid(spec: GridSpec, out_dir: Path) -> Path:
+    """The grid as one PNG with column captions (cell setting) and row captions (prompt, seed)."""
+    rows, cols = len(spec.samples), len(spec.columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols + 2.0, 1.7 * rows + 0.7), squeeze=False)
+    for j, cell in enumerate(spec.columns):
+        axes[0][j].set_title(spec.column_label(cell), fontsize=9, parse_math=False)
+        for i, path in enumerate(spec.images(cell)):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if path is None:
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            else:
+                with Image.open(path) as image:
+                    ax.imshow(image.convert("RGB"), interpolation="nearest")
+    for i, (prompt, seed) in enumerate(spec.samples):
+        text = textwrap.fill(textwrap.shorten(str(prompt), 90), 24) + f"\nseed {seed}"
+        axes[i][0].set_ylabel(text, fontsize=7, rotation=0, ha="right", va="center", parse_math=False)
+    fig.suptitle(spec.title, fontsize=10, parse_math=False)
+    return _save(fig, out_dir / spec.filename)
+
+
+# ---- all -------------------------------------------------------------------------------------------
+def make_plots(cells: pd.DataFrame, baselines: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Every figure that the data allows, written into ``out_dir``; returns the PNG paths."""
+    with plt.rc_context({"text.parse_math": False}):  # '$' in a run, preset or cell name is plain text
+        return _make_plots(cells, baselines, Path(out_dir))
+
+
+def _make_plots(cells: pd.DataFrame, baselines: pd.DataFrame, out_dir: Path) -> list[Path]:
+    single: list[tuple[Callable[..., Path | None], str]] = [
+        (plot_flops, "flops_vs_resolution"), (plot_latency_breakdown, "latency_breakdown"),
+        (plot_memory, "memory_vs_resolution"), (plot_throughput, "throughput_vs_batch"),
+        (plot_quality_vs_window, "quality_vs_window"), (plot_quality_per_schedule, "quality_per_schedule"),
+        (plot_pareto, "pareto_quality_latency"), (plot_cfg_schedules, "cfg_schedules"),
+    ]
+    written = [_guarded(fn, cells, out_dir / f"{stem}.png") for fn, stem in single]
+    written += _guarded(plot_skills, cells, baselines, out_dir) or []
+    written += [_guarded(plot_grid, spec, out_dir) for spec in grid_specs(cells)]
+    return [p for p in written if p is not None]
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    """A broken figure must not cost the whole report of a long run: warn and leave it out."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001
+        plt.close("all")
+        warnings.warn(f"{fn.__name__} failed, figure left out: {type(err).__name__}: {err}", PlotWarning,
+                      stacklevel=2)
+        return None
