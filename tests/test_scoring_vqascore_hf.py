@@ -77,7 +77,6 @@ def test_deterministic_across_loads_and_batch_sizes(llava_dir, items):
     assert [r.score for r in a] == [r.score for r in b]
     batched = HFVQAScorer(str(llava_dir), device="cpu", batch_size=3, local_files_only=True).score(items)
     # left padding shifts positions in this tiny Llama, so only approximate equality is expected
-    print("DBG", [r.score for r in batched], [r.score for r in a])
     assert [r.score for r in batched] == pytest.approx([r.score for r in a], abs=0.05)
     assert len({r.score for r in a}) == 3  # the image/prompt changes the score
 
