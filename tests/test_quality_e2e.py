@@ -84,7 +84,7 @@ def test_genai_bench_with_tiny_vlm_scores_summarizes_and_resumes(shared_data, ll
     assert png_files(images) == [f"{i:05d}.png" for i in range(1, 9)]
     records = list(read_records(images))
     assert [(r.prompt_id, r.sample, r.path) for r in records] == [(f"{i:05d}", 0, f"{i:05d}.png") for i in range(1, 9)]
-    assert {r.config_hash for r in records} == {row["cell_hash"]} and {r.text_used for r in records} == {"original"}
+    assert len({r.config_hash for r in records}) == 1 and {r.text_used for r in records} == {"original"}
     assert row["quality.benchmark"] == "genai-bench" and row["quality.version"] == "527"
     assert row["quality.prompts"] == 8 and row["quality.images_per_prompt"] == 1
 
@@ -212,3 +212,14 @@ def test_unavailable_scorer_keeps_images_and_tsbench_score_fills_columns(shared_
     # scoring read the saved images; it generated nothing
     assert {p: p.stat().st_mtime_ns for p in (cell / "images").glob("*.png")} == mtimes
     assert len(list(read_records(cell / "images"))) == 4
+
+
+def test_generation_hash_ignores_scorers_and_limit() -> None:
+    from tsbench.config.suite import suite_from_dict
+    from tsbench.runner.quality import generation_hash
+
+    base = {"name": "g", "quality": {"benchmark": "geneval", "scorers": ["geneval"]}}
+    other_scoring = {"name": "g", "quality": {"benchmark": "geneval", "scorers": ["clipscore"], "limit": 3}}
+    other_seed = {"name": "g", "workload": {"seed": 1}, "quality": {"benchmark": "geneval"}}
+    assert generation_hash(suite_from_dict(base)) == generation_hash(suite_from_dict(other_scoring))
+    assert generation_hash(suite_from_dict(base)) != generation_hash(suite_from_dict(other_seed))

@@ -29,6 +29,7 @@ def _suite_path(name: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tsbench.config.suite import load_suite
+    from tsbench.runner.distributed import process_group, run_distributed
     from tsbench.runner.run import run_suite, summary_table
 
     overrides = list(args.set or [])
@@ -44,7 +45,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         from tsbench.runner.quality import make_quality_hook
 
         quality = make_quality_hook(scorer_python=args.scorer_python)
-    outcome = run_suite(suite, run_dir=args.run_dir, force=args.force, quality=quality, progress=not args.no_progress)
+    with process_group(suite.model.device) as world:
+        if world.size > 1:  # under torchrun: cells and prompts are shared out over the ranks
+            outcome = run_distributed(suite, world, run_dir=args.run_dir, force=args.force,
+                                      scorer_python=args.scorer_python, progress=not args.no_progress)
+        else:
+            outcome = run_suite(suite, run_dir=args.run_dir, force=args.force, quality=quality,
+                                progress=not args.no_progress)
+    if not world.is_main:  # rank 0 prints, reports and exits 1 for the run; failing here would make
+        return EXIT_OK     # torchrun stop rank 0 midway
     print(summary_table(outcome.run_dir))
     print(f"\n{outcome.ran} cell(s) run, {outcome.skipped} already done; results in {outcome.run_dir}")
     if not args.no_report:
@@ -103,7 +112,16 @@ def cmd_cfg_schedules(args: argparse.Namespace) -> int:
 def cmd_summarize(args: argparse.Namespace) -> int:
     from tsbench.scoring.aggregate import read_score_rows, summarize
 
-    table = summarize(args.benchmark, read_score_rows(args.scores), version=args.version, data_dir=args.data_dir)
+    rows = read_score_rows(args.scores)
+    scorers = sorted({str(r.get("scorer")) for r in rows})
+    if args.scorer:
+        rows = [r for r in rows if r.get("scorer") == args.scorer]
+        if not rows:
+            raise UsageError(f"{args.scores} has no rows of scorer {args.scorer!r}; it has {', '.join(scorers)}")
+    elif len(scorers) > 1:  # e.g. two VQAScore backends in one cell's scores.jsonl: never mix them
+        raise UsageError(f"{args.scores} holds rows of several scorers ({', '.join(scorers)}); pick one with --scorer")
+    table = summarize(args.benchmark, rows, version=args.version, data_dir=args.data_dir,
+                      require_all=not args.partial)
     if args.json:
         print(json.dumps(table, indent=2))
     else:
@@ -115,7 +133,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from tsbench.runner.quality import score_run
 
-    print(score_run(Path(args.run_dir), args.scorer, scorer_python=args.scorer_python))
+    print(score_run(Path(args.run_dir), args.scorer, scorer_python=args.scorer_python, overrides=args.set or []))
     return EXIT_OK
 
 
@@ -181,12 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="GenAI-Bench version: 527 or 1600")
     p.add_argument("--data-dir")
     p.add_argument("--scores", required=True, help="scores.jsonl")
+    p.add_argument("--scorer", help="use only this scorer's rows (needed when the file holds several)")
+    p.add_argument("--partial", action="store_true",
+                   help="summarise the prompts that have scores (e.g. a --limit run) instead of requiring all")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("score", help="score the images of an earlier run")
     p.add_argument("run_dir")
     p.add_argument("--scorer", action="append", required=True, help="scorer name (repeatable)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="scorer options, e.g. 'quality.scorer_options.vqascore-hf={model: DIR}' (repeatable; "
+                        "default: the run's own quality.scorer_options)")
     p.add_argument("--scorer-python")
     p.set_defaults(func=cmd_score)
 

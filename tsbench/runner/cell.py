@@ -37,10 +37,15 @@ def batch_prompts(prompts: list[str], batch: int) -> list[str]:
 
 
 def load_cell_model(cell: Cell):
+    """The cell's model. Random weights are drawn from a fixed seed, so every process (each torchrun
+    rank, each rerun) holds the same model and a cell's images do not depend on which process made them."""
     m = cell.config.model
-    return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window, device=m.device,
-                              dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint, text_encoder=m.text_encoder,
-                              text_embeddings=m.text_embeddings, allow_pickled_args=m.allow_pickled_args)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's CPU random state as it was
+        torch.manual_seed(0)
+        return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
+                                  device=m.device, dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint,
+                                  text_encoder=m.text_encoder, text_embeddings=m.text_embeddings,
+                                  allow_pickled_args=m.allow_pickled_args)
 
 
 def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
@@ -100,6 +105,13 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     return row
 
 
+def failure_columns(err: Exception) -> dict[str, Any]:
+    """``status``/``message`` (and traceback) of a failed cell; out-of-memory gets its own status."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return {"status": "oom", "message": str(err).splitlines()[0]}
+    return {"status": "error", "message": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=8)}
+
+
 def run_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
     """One result row; failures are recorded, never raised (out-of-memory gets its own status)."""
     axes = {"model": dataclasses.asdict(cell.config.model), "workload": dataclasses.asdict(cell.config.workload)}
@@ -108,11 +120,8 @@ def run_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> 
     started = time.perf_counter()
     try:
         row = {**base, **measure_cell(cell, cell_dir, quality), "status": "ok", "message": ""}
-    except torch.OutOfMemoryError as err:
-        row = {**base, "status": "oom", "message": str(err).splitlines()[0]}
     except Exception as err:  # noqa: BLE001 - a cell's failure is data, the sweep goes on
-        row = {**base, "status": "error", "message": f"{type(err).__name__}: {err}",
-               "traceback": traceback.format_exc(limit=8)}
+        row = {**base, **failure_columns(err)}
     finally:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

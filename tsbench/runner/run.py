@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -12,7 +13,7 @@ from tsbench.config.suite import SuiteConfig
 from tsbench.measure.env import environment
 from tsbench.runner.cell import QualityHook, run_cell
 from tsbench.runner.store import RunStore
-from tsbench.runner.sweep import expand_cells
+from tsbench.runner.sweep import Cell, expand_cells
 
 SUMMARY_COLUMNS = {
     "cell_id": "cell",
@@ -37,22 +38,38 @@ class RunOutcome:
     failed: list[str]
 
 
-def run_suite(suite: SuiteConfig, run_dir: str | Path | None = None, force: bool = False,
-              quality: QualityHook | None = None, progress: bool = True) -> RunOutcome:
+def open_run(suite: SuiteConfig, run_dir: str | Path | None, force: bool,
+             manifest: bool = True) -> tuple[RunStore, list[Cell], list[Cell]]:
+    """The run's store, all its cells and those still to run; ``manifest=False`` for the torchrun ranks
+    that must leave the manifest to rank 0."""
     cells = expand_cells(suite)
     store = RunStore(run_dir or Path(suite.output_dir) / suite.name)
-    store.write_manifest(suite.to_dict(), cells, environment(suite.model.device))
+    if manifest:
+        store.write_manifest(suite.to_dict(), cells, environment(suite.model.device))
     done = {} if force else store.done_cells()
-    todo = [cell for cell in cells if done.get(cell.id) != cell.hash]
+    return store, cells, [cell for cell in cells if done.get(cell.id) != cell.hash]
+
+
+def cell_directory(store: RunStore, cell: Cell) -> Path:
+    return store.run_dir / "cells" / cell.id
+
+
+def note_failure(row: dict[str, Any]) -> None:
+    tqdm.write(f"cell {row['cell_id']}: {row['status']}: {row['message']}", file=sys.stderr)
+
+
+def run_suite(suite: SuiteConfig, run_dir: str | Path | None = None, force: bool = False,
+              quality: QualityHook | None = None, progress: bool = True) -> RunOutcome:
+    store, cells, todo = open_run(suite, run_dir, force)
     failed = []
     bar = tqdm(todo, desc=f"{suite.name}", unit="cell", disable=not progress, file=sys.stderr)
     for cell in bar:
         bar.set_postfix_str(cell.id)
-        row = run_cell(cell, store.run_dir / "cells" / cell.id, quality)
+        row = run_cell(cell, cell_directory(store, cell), quality)
         store.append(row)
         if row["status"] != "ok":
             failed.append(cell.id)
-            tqdm.write(f"cell {cell.id}: {row['status']}: {row['message']}", file=sys.stderr)
+            note_failure(row)
     store.export()
     return RunOutcome(store.run_dir, ran=len(todo), skipped=len(cells) - len(todo), failed=failed)
 
