@@ -16,8 +16,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        # normalise in float32 as Llama does, then scale in the input dtype; one fused kernel for fp32
+        return F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).type_as(x) * self.weight
 
 
 class SwiGLU(nn.Module):
@@ -33,19 +33,18 @@ class SwiGLU(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
-def rope_angles(head_dim: int, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Angles [*positions.shape, head_dim // 2] for 1D rotary embeddings (adjacent-pair rotation)."""
+def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin [B, T, 1, head_dim // 2] for 1D rotary embeddings, computed once per forward and
+    shared by every layer (adjacent-pair rotation, the Llama/LlamaGen layout)."""
     freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
-    return positions.float()[..., None] * freqs
+    angles = (positions.float()[..., None] * freqs)[:, :, None, :]
+    return angles.cos(), angles.sin()
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs of x [B, T, H, Dh] by angles [B, T, Dh/2] (Llama/LlamaGen layout)."""
-    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
-    cos, sin = angles.cos()[:, :, None, :], angles.sin()[:, :, None, :]
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
-    return out.flatten(-2).type_as(x)
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs of x [B, T, H, Dh] by the angles behind cos, sin [B, T, 1, Dh/2]."""
+    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).type_as(x)
 
 
 @dataclass

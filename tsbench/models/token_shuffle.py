@@ -17,7 +17,7 @@ from torch import nn
 
 from tsbench.models.base import ARImageModel, Conditioning, DecodeState
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
-from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_angles
+from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_tables
 from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, get_vq_config
@@ -76,17 +76,19 @@ class Attention(nn.Module):
     def __init__(self, cfg: TokenShuffleConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+        self.q_dim, self.kv_dim = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        # one fused projection (rows: Q, then K, then V), as LlamaGen stores it: a decode step streams
+        # the weights in one matrix-vector product instead of three
+        self.wqkv = nn.Linear(cfg.dim, self.q_dim + 2 * self.kv_dim, bias=False)
+        self.wo = nn.Linear(self.q_dim, cfg.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, angles: torch.Tensor, cache: KVCache, layer: int,
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, layer: int,
                 mask: torch.Tensor | None) -> torch.Tensor:
         b, t, _ = x.shape
-        q = apply_rope(self.wq(x).view(b, t, self.n_heads, self.head_dim), angles)
-        k = apply_rope(self.wk(x).view(b, t, self.n_kv_heads, self.head_dim), angles)
-        v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim)
+        q, k, v = self.wqkv(x).split((self.q_dim, self.kv_dim, self.kv_dim), dim=-1)
+        q = apply_rope(q.view(b, t, self.n_heads, self.head_dim), *rope)
+        k = apply_rope(k.view(b, t, self.n_kv_heads, self.head_dim), *rope)
+        v = v.view(b, t, self.n_kv_heads, self.head_dim)
         keys, values = cache.write(layer, k.transpose(1, 2), v.transpose(1, 2))
         out = attend(q.transpose(1, 2), keys, values, mask, causal=cache.filled == 0)
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
@@ -100,9 +102,9 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = SwiGLU(cfg.dim, cfg.ffn_hidden)
 
-    def forward(self, x: torch.Tensor, angles: torch.Tensor, cache: KVCache, layer: int,
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, layer: int,
                 mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), angles, cache, layer, mask)
+        x = x + self.attention(self.attention_norm(x), rope, cache, layer, mask)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -151,10 +153,10 @@ class TokenShuffleLM(ARImageModel):
 
     # ---- decoding -----------------------------------------------------------------------------
     def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        angles = rope_angles(self.config.head_dim, positions, self.config.rope_theta)
+        rope = rope_tables(self.config.head_dim, positions, self.config.rope_theta)
         mask = attention_mask(cache, x.shape[1])
         for i, layer in enumerate(self.layers):
-            x = layer(x, angles, cache, i, mask)
+            x = layer(x, rope, cache, i, mask)
         cache.advance(x.shape[1])
         return self.norm(x)
 
