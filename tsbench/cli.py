@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         # file, key or value and say what to do, so no traceback is shown
         print(f"tsbench: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("tsbench: interrupted; finished cells are saved, rerun to resume", file=sys.stderr)
         return 130
