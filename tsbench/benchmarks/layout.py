@@ -11,12 +11,15 @@ reuses the images already made.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
+
+from tsbench.io import atomic_write_bytes
 
 from .errors import PromptFileError
 from .prompts import Prompt, check_prompt_id
@@ -35,7 +38,7 @@ def write_geneval_metadata(root: str | Path, index: int | str, metadata: dict[st
     """Write the prompt's metadata as the single JSON object the official evaluator ``json.load``s."""
     path = Path(root) / f"{int(index):05d}" / "metadata.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(path, (json.dumps(metadata) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (json.dumps(metadata) + "\n").encode("utf-8"))
     return path
 
 
@@ -54,27 +57,12 @@ def image_path(benchmark: str, root: str | Path, prompt_id: str, sample: int) ->
 
 
 def write_png(image: "Image.Image", path: str | Path) -> Path:
-    """Save as PNG through a temporary file + ``os.replace``: a crash never leaves a truncated PNG
-    under the final name (which resume would otherwise take as done)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            image.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Save as PNG atomically: a crash never leaves a truncated PNG under the final name (which resume
+    would otherwise take as done)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from tsbench.runner.store import RunStore, atomic_write_bytes, atomic_write_text
+from tsbench.io import atomic_write_bytes, atomic_write_text
+from tsbench.runner.store import RunStore
 
 # config column -> row keys that may hold it, first non-null wins (error rows lack the model.* keys)
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
