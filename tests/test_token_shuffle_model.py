@@ -103,3 +103,19 @@ def test_unknown_format_and_preset_are_clear_errors(tmp_path: Path) -> None:
         build_token_shuffle("tiny", checkpoint=str(weird))
     with pytest.raises(ValueError, match="Did you mean 'tiny'"):
         build_token_shuffle("tinyy")
+
+
+def test_hugging_face_tokenizer_by_path(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tiny_models import byte_tokenizer
+    from tsbench.models.token_shuffle import TokenShuffleLM
+
+    hf = byte_tokenizer()
+    hf.save_pretrained(tmp_path / "tok")
+    with pytest.raises(ValueError, match="has 261 ids but the model's text vocabulary has 257"):
+        build_token_shuffle("tiny", tokenizer=str(tmp_path / "tok"))
+    model = TokenShuffleLM(replace(TS_PRESETS["tiny"], text_vocab_size=300, tokenizer=str(tmp_path / "tok"))).eval()
+    cond = model.condition(["a red circle"], cfg=False)
+    assert cond.tokens[0, 1:-1].tolist() == hf.encode("a red circle", add_special_tokens=False)
+    assert tsbench.generate(model, ["a red circle"], 64).tokens.shape == (1, 4, 4)

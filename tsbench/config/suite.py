@@ -73,6 +73,8 @@ class ModelConfig:
     vq_checkpoint: str | None = _help("VQ tokenizer weights (e.g. LlamaGen's vq_ds16_t2i.pt); null keeps the "
                                       "checkpoint's own or random weights", default=None)
     text_encoder: str | None = _help("text encoder name or path overriding the adapter's default", default=None)
+    tokenizer: str | None = _help("text tokenizer of the token-shuffle adapter: 'bytes' (default) or a Hugging Face "
+                                  "tokenizer name or path", default=None)
     text_embeddings: str | None = _help("precomputed text embeddings file used instead of a text encoder",
                                         default=None)
     allow_pickled_args: bool = _help("accept LlamaGen training checkpoints that pickle argparse args "

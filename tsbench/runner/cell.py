@@ -44,7 +44,7 @@ def load_cell_model(cell: Cell):
         torch.manual_seed(0)
         return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
                                   device=m.device, dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint,
-                                  text_encoder=m.text_encoder, text_embeddings=m.text_embeddings,
+                                  text_encoder=m.text_encoder, text_embeddings=m.text_embeddings, tokenizer=m.tokenizer,
                                   allow_pickled_args=m.allow_pickled_args)
 
 
