@@ -23,6 +23,7 @@ def test_generate_tiny_256(window: int) -> None:
     assert result.images[0].shape == (256, 256, 3) and result.images[0].dtype == np.uint8
     assert result.tokens.shape == (2, 16, 16)
     assert result.timings["total_s"] > 0
+    assert result.pil_images()[1].size == (256, 256) and result.pil_images()[1].mode == "RGB"
 
 
 def test_window_one_builds_no_shuffle_modules() -> None:
