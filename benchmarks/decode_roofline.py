@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from tsbench.engine.generate import GuidanceConfig, generate_tokens
+from tsbench.engine.generate import GuidanceConfig
 from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
+from tsbench.measure.latency import time_generation
 from tsbench.models.token_shuffle import TS_PRESETS, TokenShuffleLM
 
 # GPT-B shape (LlamaGen): 12 layers, 12 heads, width 768, SwiGLU 2048
@@ -45,17 +46,10 @@ def weight_bytes_per_step(model: TokenShuffleLM) -> int:
 
 
 def decode_step_seconds(model: TokenShuffleLM, resolution: int, repeats: int = 3) -> list[float]:
-    stamps: list[float] = []
-    grid = model.grid(resolution)
-    guidance, sampling = GuidanceConfig(7.5, "constant"), SamplingConfig(top_k=1000)
-    generate_tokens(model, ["warm-up"], grid, guidance, sampling, [0])
-    steps: list[float] = []
-    for r in range(repeats):
-        stamps.clear()
-        generate_tokens(model, ["a photo of a cat"], grid, guidance, sampling, [r],
-                        on_step=lambda i, t: stamps.append(t))
-        steps += [b - a for a, b in zip(stamps, stamps[1:])]
-    return steps
+    """Raw per-step decode times from the same timing loop the runner uses (warm-up at these shapes)."""
+    timing = time_generation(model, ["a photo of a cat"], resolution, GuidanceConfig(7.5, "constant"),
+                             SamplingConfig(top_k=1000), seeds=[0], warmup=1, min_repeats=repeats)
+    return timing.decode_steps
 
 
 def main() -> None:
