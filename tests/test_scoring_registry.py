@@ -22,9 +22,10 @@ def test_import_does_not_load_backends():
 
 
 def test_registered_scorers_follow_the_protocol():
-    assert SCORERS.names() == ["clipscore", "geneval", "geneval-official", "vqascore-hf", "vqascore-t2v"]
+    assert SCORERS.names() == ["clipscore", "geneval", "geneval-official", "shapes-oracle", "vqascore-hf",
+                               "vqascore-t2v"]
     expected_metric = {"clipscore": "clipscore", "geneval": "geneval_correct", "geneval-official": "geneval_correct",
-                       "vqascore-hf": "vqascore", "vqascore-t2v": "vqascore"}
+                       "shapes-oracle": "geneval_correct", "vqascore-hf": "vqascore", "vqascore-t2v": "vqascore"}
     for name in SCORERS.names():
         cls = SCORERS.get(name)
         assert cls.name == name and cls.metric == expected_metric[name]

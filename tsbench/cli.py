@@ -145,6 +145,26 @@ def cmd_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_shapes_train(args: argparse.Namespace) -> int:
+    import torch
+    from dataclasses import replace
+
+    from tsbench.benchmarks.shapes.train import LMRecipe, VQRecipe, run_recipe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    vq_recipe, lm_recipe = VQRecipe(), LMRecipe()
+    if args.vq_steps:
+        vq_recipe = replace(vq_recipe, steps=args.vq_steps)
+    if args.steps:
+        lm_recipe = replace(lm_recipe, steps=args.steps)
+    written = run_recipe(Path(args.out), tuple(args.stages), tuple(args.windows), vq_recipe, lm_recipe,
+                         device=args.device)
+    for directory in written:
+        print(f"trained: {directory}  (use it with --checkpoint {directory})")
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from tsbench.report.html import build_report
 
@@ -195,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cfg_schedules)
 
     p = sub.add_parser("summarize", help="official per-skill/per-tag table from per-image score rows")
-    p.add_argument("--benchmark", required=True, choices=["genai-bench", "geneval"])
+    p.add_argument("--benchmark", required=True, choices=["genai-bench", "geneval", "shapes"])
     p.add_argument("--version", help="GenAI-Bench version: 527 or 1600")
     p.add_argument("--data-dir")
     p.add_argument("--scores", required=True, help="scores.jsonl")
@@ -220,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="1600", choices=["527", "1600"], help="GenAI-Bench version")
     p.add_argument("--data-dir", help="destination (default: the tsbench cache)")
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("shapes", help="ShapesBench: retrain the shipped tokenizer and Token-Shuffle models")
+    shapes = p.add_subparsers(dest="shapes_command", required=True)
+    p = shapes.add_parser("train", help="the whole recipe: VQ on rendered scenes, then one model per window")
+    p.add_argument("--out", required=True, help="output directory: vq/ and shapes-s<window>/ checkpoints")
+    p.add_argument("--stages", nargs="+", choices=["vq", "lm"], default=["vq", "lm"],
+                   help="'lm' alone reuses OUT/vq/vq.safetensors")
+    p.add_argument("--windows", nargs="+", type=int, default=[1, 2, 4], choices=[1, 2, 4, 8])
+    p.add_argument("--steps", type=int, help="LM optimizer steps (default: the recipe's)")
+    p.add_argument("--vq-steps", type=int, help="VQ optimizer steps (default: the recipe's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.set_defaults(func=cmd_shapes_train)
 
     p = sub.add_parser("report", help="HTML report and plots from run directories")
     p.add_argument("run_dirs", nargs="+")

@@ -17,6 +17,7 @@ SuiteLoader = Callable[[str | None, str | Path | None, str | Path | None], Promp
 PROMPT_SUITES: Registry[SuiteLoader] = Registry("prompt suite")
 PROMPT_SUITES.register("genai-bench", "tsbench.benchmarks.genai_bench:load_suite")
 PROMPT_SUITES.register("geneval", "tsbench.benchmarks.geneval:load_suite")
+PROMPT_SUITES.register("shapes", "tsbench.benchmarks.shapes.suite:load_suite")
 
 
 def _file_suite(loader: Callable[[str | Path], PromptSet], kind: str) -> SuiteLoader:

@@ -24,7 +24,7 @@ import yaml
 from tsbench.config.registry import suggest
 
 DTYPES = ("float32", "bfloat16", "float16")
-BENCHMARKS = ("genai-bench", "geneval", "txt", "jsonl")
+BENCHMARKS = ("genai-bench", "geneval", "shapes", "txt", "jsonl")
 # The axes that decide what a cell measures; their values make up the cell hash.
 AXES = ("model", "workload", "measure", "quality")
 # Largest images and smallest windows first, so out-of-memory cells surface early.

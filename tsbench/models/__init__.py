@@ -14,7 +14,7 @@ ADAPTERS.register("llamagen", "tsbench.models.llamagen:build_llamagen")
 ADAPTERS.register("llamagen-ts", "tsbench.models.llamagen:build_llamagen_ts")
 
 PRESET_TABLES = {
-    "token-shuffle": "tsbench.models.token_shuffle:TS_PRESETS",
+    "token-shuffle": "tsbench.models.token_shuffle:preset_names",
     "llamagen": "tsbench.models.llamagen:LLAMAGEN_CONFIGS",
     "llamagen-ts": "tsbench.models.llamagen:LLAMAGEN_CONFIGS",
 }
@@ -46,4 +46,5 @@ def list_adapters() -> list[str]:
 
 def list_presets(adapter: str | None = None) -> dict[str, list[str]]:
     names = [adapter] if adapter else list(PRESET_TABLES)
-    return {name: list(Registry._resolve(PRESET_TABLES[name])) for name in names}
+    tables = {name: Registry._resolve(PRESET_TABLES[name]) for name in names}
+    return {name: list(table() if callable(table) else table) for name, table in tables.items()}

@@ -55,8 +55,8 @@ class KVCache:
     cost grows with the real prefix instead of the preallocated length.
     """
 
-    keys: torch.Tensor  # [layers, B, kv_heads, max_len, head_dim]
-    values: torch.Tensor
+    keys: torch.Tensor | None  # [layers, B, kv_heads, max_len, head_dim]; None: a single full pass
+    values: torch.Tensor | None
     key_mask: torch.Tensor | None  # [B, max_len] bool, False on left padding; None when no padding
     filled: int = 0
 
@@ -66,12 +66,22 @@ class KVCache:
         shape = (layers, batch, kv_heads, max_len, head_dim)
         return cls(torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype), None)
 
+    @classmethod
+    def single_pass(cls) -> "KVCache":
+        """No storage: for one full forward (teacher-forced training) whose k, v are used once and must
+        stay out of in-place writes, which autograd cannot differentiate through across layers."""
+        return cls(None, None, None)
+
     @property
     def max_len(self) -> int:
-        return self.keys.shape[3]
+        return self.keys.shape[3] if self.keys is not None else 0
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v [B, kv_heads, t, Dh] at the current position; return the filled prefix."""
+        if self.keys is None:
+            if self.filled:
+                raise RuntimeError("a single-pass KV cache cannot be extended; allocate one to decode")
+            return k, v
         start, end = self.filled, self.filled + k.shape[2]
         if end > self.max_len:
             raise RuntimeError(f"KV cache overflow: {end} positions > {self.max_len} allocated")

@@ -40,6 +40,7 @@ class TokenShuffleConfig:
     norm_eps: float = 1e-5
     max_text_tokens: int = 128
     tokenizer: str = "bytes"
+    vocabulary: tuple[str, ...] = ()  # the closed word list of tokenizer "words"; empty otherwise
 
     @property
     def head_dim(self) -> int:
@@ -70,6 +71,24 @@ TS_PRESETS: dict[str, TokenShuffleConfig] = {
     "ts-7b": TokenShuffleConfig(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_hidden=11008,
                                 text_vocab_size=32000, codebook_size=16384, vq="vq16"),
 }
+
+
+# Presets with trained weights shipped in the package (``tsbench shapes train`` made them): a directory
+# ``trained/<name>-s<window>/`` per model, so ``preset=shapes`` follows a swept window.
+TRAINED_DIR = Path(__file__).with_name("trained")
+
+
+def trained_checkpoint(preset: str, window: int) -> Path | None:
+    """The shipped checkpoint for ``preset`` (``shapes``: at ``window``; ``shapes-s2``: that one)."""
+    for name in (f"{preset}-s{window}", preset):
+        if (TRAINED_DIR / name / "config.json").is_file():
+            return TRAINED_DIR / name
+    return None
+
+
+def trained_presets() -> list[str]:
+    dirs = sorted(p.name for p in TRAINED_DIR.glob("*-s*") if (p / "config.json").is_file())
+    return sorted({d.rsplit("-s", 1)[0] for d in dirs}) + dirs
 
 
 class Attention(nn.Module):
@@ -114,7 +133,7 @@ class TokenShuffleLM(ARImageModel):
         check_window(cfg.window)
         self.config, self.preset = cfg, preset
         self.window, self.codebook_size = cfg.window, cfg.codebook_size
-        self.tokenizer = get_tokenizer(cfg.tokenizer)
+        self.tokenizer = get_tokenizer(cfg.tokenizer, cfg.vocabulary)
         if self.tokenizer.vocab_size > cfg.text_vocab_size:
             raise ValueError(f"tokenizer {cfg.tokenizer!r} has {self.tokenizer.vocab_size} ids but the model's "
                              f"text vocabulary has {cfg.text_vocab_size}")
@@ -170,11 +189,12 @@ class TokenShuffleLM(ARImageModel):
         emb = self.tok_embeddings(codes + self.config.image_offset)
         return self.shuffle_in(emb) if self.window > 1 else emb[:, :, 0]
 
-    def _prefix(self, cond: Conditioning, image_positions: int) -> tuple[KVCache, torch.Tensor]:
-        """A cache sized for the prompt plus ``image_positions`` fed windows, and the prompt positions."""
+    def _prefix(self, cond: Conditioning, image_positions: int, store: bool = True) -> tuple[KVCache, torch.Tensor]:
+        """A cache sized for the prompt plus ``image_positions`` fed windows (or a storage-free one for a
+        single full pass), and the prompt positions."""
         cfg, param = self.config, self.tok_embeddings.weight
         cache = KVCache.allocate(cfg.n_layers, cond.rows, cfg.n_kv_heads, cond.length + image_positions,
-                                 cfg.head_dim, param.device, param.dtype)
+                                 cfg.head_dim, param.device, param.dtype) if store else KVCache.single_pass()
         has_padding = cond.mask.device.type != "meta" and not bool(cond.mask.all())
         if has_padding:  # left padding: keys of padded slots stay masked for the whole image
             pad = torch.ones(cond.rows, image_positions, dtype=torch.bool, device=cond.mask.device)
@@ -200,7 +220,7 @@ class TokenShuffleLM(ARImageModel):
         """Teacher forcing in one pass, no incremental cache: logits [rows, n + 1, s^2, codebook] for
         windows 0..n given the prompt and the n windows ``windows`` [rows, n, s^2] (training, tests)."""
         n = windows.shape[1]
-        cache, positions = self._prefix(cond, n)
+        cache, positions = self._prefix(cond, n, store=False)
         image_positions = positions[:, -1:] + 1 + torch.arange(n, device=positions.device)
         x = torch.cat([self.tok_embeddings(cond.tokens), self._embed_windows(windows)], dim=1)
         hidden = self._transformer(x, torch.cat([positions, image_positions], dim=1), cache)
@@ -212,6 +232,11 @@ class TokenShuffleLM(ARImageModel):
                 "vq": self.config.vq, "vq_weights": self.vq_weights, "tokenizer": self.config.tokenizer}
 
 
+def preset_names() -> list[str]:
+    """Random-weight presets, then the trained ones shipped in the package."""
+    return [*TS_PRESETS, *trained_presets()]
+
+
 def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if not name.startswith(exclude))
 
@@ -220,15 +245,18 @@ def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
-def save_checkpoint(model: TokenShuffleLM, directory: str | Path) -> Path:
-    """A checkpoint is a directory: ``config.json`` + ``model.safetensors`` (VQ weights included)."""
+def save_checkpoint(model: TokenShuffleLM, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """A checkpoint is a directory: ``config.json`` + ``model.safetensors`` (VQ weights included), with
+    floating-point tensors cast to ``dtype`` when given (fp16 keeps shipped weights small)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     meta = {"adapter": "token-shuffle", "preset": model.preset, "config": asdict(model.config)}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / WEIGHTS_FILE))
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+             for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
     return directory
 
 
@@ -248,17 +276,21 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
                         tokenizer: str | None = None, allow_pickled_args: bool = False,
                         **unused: Any) -> TokenShuffleLM:
     """Build from a preset (random weights) or a checkpoint; the checkpoint's config wins over the preset."""
+    if checkpoint is None and preset not in TS_PRESETS:
+        checkpoint = trained_checkpoint(str(preset), window)
     meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
     if meta is not None:
-        cfg, preset = TokenShuffleConfig(**meta["config"]), meta.get("preset", preset)
+        fields = {**meta["config"], "vocabulary": tuple(meta["config"].get("vocabulary", ()))}
+        cfg, preset = TokenShuffleConfig(**fields), meta.get("preset", preset)
         if window != cfg.window and window != 1:
             raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}")
     else:
         if preset not in TS_PRESETS:
             from tsbench.config.registry import suggest
 
-            raise ValueError(f"unknown token-shuffle preset {preset!r}.{suggest(str(preset), list(TS_PRESETS))} "
-                             f"Known: {', '.join(TS_PRESETS)}")
+            known = [*TS_PRESETS, *trained_presets()]
+            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window}."
+                             f"{suggest(str(preset), known)} Known: {', '.join(known)}")
         cfg = replace(TS_PRESETS[preset], window=window)
     cfg = replace(cfg, **{k: v for k, v in {"vq": vq, "tokenizer": tokenizer}.items() if v})
     meta_device = torch.device(device).type == "meta"

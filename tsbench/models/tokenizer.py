@@ -1,7 +1,8 @@
 """Text tokenizers for the unified text+image sequence.
 
-The default is dependency-free and byte-level, so tsbench runs with no download; any Hugging Face
-tokenizer can be named instead when ``transformers`` is installed.
+The default is dependency-free and byte-level, so tsbench runs with no download; a closed word
+vocabulary (stored in the checkpoint's config) serves small synthetic worlds such as ShapesBench; any
+Hugging Face tokenizer can be named instead when ``transformers`` is installed.
 """
 from __future__ import annotations
 
@@ -26,6 +27,32 @@ class ByteTokenizer:
         return list(text.encode("utf-8"))
 
 
+class WordTokenizer:
+    """Whitespace-split words of a closed vocabulary: word i is id i, BOS is ``len(vocabulary)``.
+
+    Prompts of a synthetic world are a handful of words, so one id per word keeps the text prefix short
+    and a small model learns it in minutes. A word outside the vocabulary is an error, never a silent
+    unknown token: the model could not have learned what it means."""
+
+    name = "words"
+
+    def __init__(self, vocabulary: tuple[str, ...] | list[str]) -> None:
+        if not vocabulary:
+            raise ValueError("the 'words' tokenizer needs the model config's 'vocabulary' (a list of words)")
+        self.vocabulary = tuple(vocabulary)
+        self._ids = {word: i for i, word in enumerate(self.vocabulary)}
+        self.bos_id = len(self.vocabulary)
+        self.vocab_size = len(self.vocabulary) + 1
+
+    def encode(self, text: str) -> list[int]:
+        words = text.lower().split()
+        unknown = sorted({w for w in words if w not in self._ids})
+        if unknown:
+            raise ValueError(f"prompt {text!r} has words outside this model's vocabulary: {', '.join(unknown)}; "
+                             f"it knows: {' '.join(self.vocabulary)}")
+        return [self._ids[w] for w in words]
+
+
 class HFTokenizer:
     """Any ``transformers`` tokenizer by name or local path (loaded offline when it is cached)."""
 
@@ -43,5 +70,9 @@ class HFTokenizer:
         return self._tok.encode(text, add_special_tokens=False)
 
 
-def get_tokenizer(name: str) -> TextTokenizer:
-    return ByteTokenizer() if name == "bytes" else HFTokenizer(name)
+def get_tokenizer(name: str, vocabulary: tuple[str, ...] | list[str] = ()) -> TextTokenizer:
+    if name == "bytes":
+        return ByteTokenizer()
+    if name == "words":
+        return WordTokenizer(vocabulary)
+    return HFTokenizer(name)

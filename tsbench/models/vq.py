@@ -56,6 +56,9 @@ VQ_PRESETS: dict[str, VQConfig] = {
                           ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1, norm_groups=8),
     "vq8-tiny": VQConfig(codebook_size=16384, codebook_embed_dim=8, z_channels=32, ch=16,
                          ch_mult=(1, 2, 2, 4), num_res_blocks=1, norm_groups=8),
+    # ShapesBench's tokenizer (trained by ``tsbench shapes train``): 64x64 flat-colour scenes -> 8x8 codes.
+    "vq8-shapes": VQConfig(codebook_size=512, codebook_embed_dim=8, z_channels=64, ch=16,
+                           ch_mult=(1, 2, 4, 4), num_res_blocks=1, norm_groups=8),
 }
 
 

@@ -29,7 +29,7 @@ from tsbench.scoring import SCORERS, ScoreItem, ScorerUnavailable
 from tsbench.scoring.aggregate import read_score_rows, summarize
 
 IMAGES, SCORES = "images", "scores.jsonl"
-OFFICIAL_SUMMARY = {"genai-bench", "geneval"}
+OFFICIAL_SUMMARY = {"genai-bench", "geneval", "shapes"}
 
 
 def generation_hash(config: SuiteConfig) -> str:

@@ -12,5 +12,6 @@ SCORERS.register("vqascore-t2v", "tsbench.scoring.vqascore_t2v:T2VMetricsScorer"
 SCORERS.register("clipscore", "tsbench.scoring.clipscore:CLIPScorer")
 SCORERS.register("geneval", "tsbench.scoring.geneval_scorer:GenEvalScorer")
 SCORERS.register("geneval-official", "tsbench.scoring.geneval_official:OfficialGenEvalScorer")
+SCORERS.register("shapes-oracle", "tsbench.scoring.shapes_oracle:ShapesOracleScorer")
 
 __all__ = ["SCORERS", "ScoreItem", "ScoreRow", "Scorer", "ScorerUnavailable", "ScoringInputError"]

@@ -21,6 +21,8 @@ from typing import Any, Iterable
 
 from ..benchmarks import genai_bench, geneval
 from ..benchmarks.data import resolve_data_dir
+from ..benchmarks.prompts import PromptSet
+from ..benchmarks.shapes.suite import load_shapes
 from .base import ScoringInputError
 
 ROW_KEYS = ("prompt_id", "sample", "metric", "score")
@@ -65,8 +67,13 @@ def summarize(
         per_prompt = _per_prompt(rows, metric)
         return _summarize_genai(per_prompt, genai_bench.normalise_version(version), data_dir, require_all)
     if benchmark == "geneval":
-        return _summarize_geneval(rows, metric or "geneval_correct", data_dir, require_all)
-    raise ScoringInputError(f"no official summary for benchmark {benchmark!r}; supported: genai-bench, geneval")
+        return _summarize_by_tag(geneval.load_geneval(data_dir=data_dir), geneval.TAGS, rows,
+                                 metric or "geneval_correct", require_all)
+    if benchmark == "shapes":  # ShapesBench keeps GenEval's tags and rules, so its summary too
+        return _summarize_by_tag(load_shapes(None if version is None else str(version)), geneval.TAGS, rows,
+                                 metric or "geneval_correct", require_all)
+    raise ScoringInputError(f"no official summary for benchmark {benchmark!r}; supported: genai-bench, geneval, "
+                            "shapes")
 
 
 def _select(rows: Iterable[dict[str, Any]], metric: str | None) -> list[dict[str, Any]]:
@@ -129,20 +136,22 @@ def _summarize_genai(per_prompt: dict[int, float], version: str, data_dir: Any, 
     return out
 
 
-def _summarize_geneval(rows: Iterable[dict[str, Any]], metric: str, data_dir: Any, require_all: bool) -> dict[str, float]:
-    prompts = geneval.load_geneval(data_dir=data_dir)
+def _summarize_by_tag(prompts: PromptSet, tags: tuple[str, ...], rows: Iterable[dict[str, Any]], metric: str,
+                      require_all: bool) -> dict[str, float]:
+    """GenEval's ``summary_scores.py`` on any prompt set with one GenEval tag per prompt."""
+    name = "GenEval" if prompts.name == "geneval" else f"{prompts.name} ({prompts.version})"
     tag_of = {int(p.id): p.tags[0] for p in prompts}
     by_tag: dict[str, list[float]] = defaultdict(list)
     scored = set()
     for r in _select(rows, metric):
         key = _prompt_key(r)
         if key not in tag_of:
-            raise ScoringInputError(f"scored prompt id {r['prompt_id']!r} is not a GenEval prompt (0..{len(tag_of) - 1})")
+            raise ScoringInputError(f"scored prompt id {r['prompt_id']!r} is not a {name} prompt (0..{len(tag_of) - 1})")
         if float(r["score"]) not in (0.0, 1.0):
-            raise ScoringInputError(f"GenEval row for prompt {r['prompt_id']!r} has score {r['score']!r}; expected 0 or 1")
+            raise ScoringInputError(f"{name} row for prompt {r['prompt_id']!r} has score {r['score']!r}; expected 0 or 1")
         by_tag[tag_of[key]].append(float(r["score"]))
         scored.add(key)
-    _check_coverage("GenEval", set(tag_of), scored, require_all)
-    out = {tag: _mean(by_tag[tag]) for tag in geneval.TAGS if by_tag[tag]}
+    _check_coverage(name, set(tag_of), scored, require_all)
+    out = {tag: _mean(by_tag[tag]) for tag in tags if by_tag[tag]}
     out["overall"] = _mean(out.values())  # over the tags present, as summary_scores.py does
     return out

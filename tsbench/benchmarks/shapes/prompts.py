@@ -12,11 +12,11 @@ import itertools
 import random
 from typing import Any, Mapping
 
+from tsbench.benchmarks.geneval import TAGS
 from tsbench.scoring.geneval_rules import Detection, relative_position
 
 from .scenes import KINDS, PALETTE, Scene, Shape
 
-TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 SPLITS = ("train", "test")
 COLOURS = tuple(PALETTE)
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
