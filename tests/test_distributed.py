@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["a red circle", "a blue square", "two cats on a sofa", "a green tree", "a yellow car", "a small house"]
 CELLS = ["window=1", "window=2"]
 SMOKE_OVERRIDES = ["--set", "model.preset=tiny", "--set", "sweep.grid.workload.resolution=[64]",
-                   "--set", "sweep.grid.model.window=[1,2,4]", "--set", "sweep.grid.workload.cfg_schedule=[constant]"]
+                   "--set", "sweep.grid.model.window=[1,2,4]", "--set", "sweep.grid.workload.cfg_schedule=[constant]",
+                   "--set", "quality.limit=4", "--set", "workload.batch_size=1"]
 
 
 def tsbench_run(suite: Path, run_dir: Path, *args: str, ranks: int = 1) -> None:

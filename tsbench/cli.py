@@ -158,6 +158,10 @@ def cmd_shapes_train(args: argparse.Namespace) -> int:
         vq_recipe = replace(vq_recipe, steps=args.vq_steps)
     if args.steps:
         lm_recipe = replace(lm_recipe, steps=args.steps)
+    if args.init_from:
+        lm_recipe = replace(lm_recipe, init_from=args.init_from, seed=args.seed if args.seed is not None else 1)
+    elif args.seed is not None:
+        lm_recipe = replace(lm_recipe, seed=args.seed)
     written = run_recipe(Path(args.out), tuple(args.stages), tuple(args.windows), vq_recipe, lm_recipe,
                          device=args.device)
     for directory in written:
@@ -250,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", nargs="+", type=int, default=[1, 2, 4], choices=[1, 2, 4, 8])
     p.add_argument("--steps", type=int, help="LM optimizer steps (default: the recipe's)")
     p.add_argument("--vq-steps", type=int, help="VQ optimizer steps (default: the recipe's)")
+    p.add_argument("--init-from", help="continue training the shapes-s<window> models of an earlier --out "
+                                      "directory (fresh examples: seed 1 unless --seed)")
+    p.add_argument("--seed", type=int, help="LM seed: initialisation, examples and batches")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.set_defaults(func=cmd_shapes_train)

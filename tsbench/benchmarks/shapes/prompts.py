@@ -22,8 +22,8 @@ COLOURS = tuple(PALETTE)
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four"}
 RELATIONS = ("left of", "right of", "above", "below")
 TEST_FRACTION = 0.25
-SIZE_RANGE = (0.15, 0.30)  # bounding-box side, fraction of the image side
-GAP = 0.04  # min free space between boxes: >= 2 px at 64², so same-colour shapes never touch
+SIZE_RANGE = (0.20, 0.32)  # bounding-box side, fraction of the image side
+GAP = 0.08  # min free space between boxes: 5 px at 64², so VQ reconstructions never merge two shapes
 BORDER = 0.02
 # The sampler demands the relation at twice GenEval's margin, so pixel rounding never flips it.
 RELATION_MARGIN = 0.2

@@ -67,12 +67,16 @@ def render(scene: Scene, size: int = 64) -> np.ndarray:
     image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for shape in scene.shapes:
-        x0, y0, x1, y1 = pixel_box(shape, size)
-        fill = PALETTE[shape.colour]
-        if shape.kind == "circle":
-            draw.ellipse((x0, y0, x1, y1), fill=fill)
-        elif shape.kind == "square":
-            draw.rectangle((x0, y0, x1, y1), fill=fill)
-        else:  # upward isosceles triangle filling its box
-            draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) // 2, y0)], fill=fill)
+        draw_shape(draw, shape.kind, pixel_box(shape, size), PALETTE[shape.colour])
     return np.array(image, dtype=np.uint8)  # a writeable copy, unlike np.asarray
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, kind: str, box: tuple[int, int, int, int], fill: object) -> None:
+    """One shape filling the inclusive pixel ``box``; also draws the oracle's templates."""
+    x0, y0, x1, y1 = box
+    if kind == "circle":
+        draw.ellipse((x0, y0, x1, y1), fill=fill)
+    elif kind == "square":
+        draw.rectangle((x0, y0, x1, y1), fill=fill)
+    else:  # upward isosceles triangle filling its box
+        draw.polygon([(x0, y1), (x1, y1), ((x0 + x1) // 2, y0)], fill=fill)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tsbench.models.checkpoint import load_strict, read_tensors
 from tsbench.models.shuffle import grid_to_windows
 from tsbench.models.token_shuffle import TokenShuffleConfig, TokenShuffleLM, save_checkpoint
 from tsbench.models.vq import VQModel, get_vq_config, load_vq_state_dict, to_uint8
@@ -35,7 +36,7 @@ Log = Callable[[str], None]
 class VQRecipe:
     preset: str = "vq8-shapes"
     resolution: int = 64
-    steps: int = 1200
+    steps: int = 1500
     batch: int = 32
     lr: float = 2e-3
     commitment: float = 0.25
@@ -52,14 +53,15 @@ class LMRecipe:
     n_heads: int = 4
     ffn_hidden: int = 768
     examples: int = 60_000  # distinct (prompt, scene) pairs, encoded once
-    steps: int = 1500
+    steps: int = 2000
     batch: int = 64
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.05
     cond_dropout: float = 0.1  # share of prompts replaced by the empty prompt, so CFG has an unconditional model
     resolution: int = 64
-    seed: int = 0
+    seed: int = 0  # also picks the examples: a continuation with another seed sees fresh scenes
+    init_from: str | None = None  # a recipe output directory whose shapes-s<window> this run continues
 
 
 def vocabulary() -> tuple[str, ...]:
@@ -147,6 +149,10 @@ def build_lm(recipe: LMRecipe) -> TokenShuffleLM:
 def train_lm(recipe: LMRecipe, vq: VQModel, log: Log = print, device: str = "cpu") -> TokenShuffleLM:
     torch.manual_seed(recipe.seed)
     model = build_lm(recipe)
+    if recipe.init_from:
+        source = Path(recipe.init_from) / f"shapes-s{recipe.window}" / "model.safetensors"
+        load_strict(model, read_tensors(source), str(source))
+        log(f"lm s={recipe.window}: continuing from {source}")
     model.vq.load_state_dict(vq.state_dict())
     model.vq_weights = "trained with the model"
     prompts, images = scene_examples(recipe.examples, seed=10_000 + recipe.seed, resolution=recipe.resolution)
@@ -201,11 +207,10 @@ def write_recipe_log(directory: Path, recipe: object, facts: dict) -> None:
 
 
 def _hardware(device: str) -> str:
-    import platform
+    from tsbench.measure.env import device_name
 
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    name = device_name(torch.device(device))
+    return name if device.startswith("cuda") else f"{name}, {torch.get_num_threads()} thread(s)"
 
 
 def run_recipe(out: Path, stages: tuple[str, ...] = ("vq", "lm"), windows: tuple[int, ...] = (1, 2, 4),
@@ -227,6 +232,8 @@ def run_recipe(out: Path, stages: tuple[str, ...] = ("vq", "lm"), windows: tuple
                                                      "reconstruction_accuracy": accuracy})
     written = []
     if "lm" in stages:
+        if not vq_path.is_file() and lm_recipe.init_from:  # a continuation keeps its tokenizer
+            vq_path = Path(lm_recipe.init_from) / "vq" / "vq.safetensors"
         if not vq_path.is_file():
             raise FileNotFoundError(f"{vq_path}: train the tokenizer first (stage 'vq')")
         vq = load_vq(lm_recipe.vq, vq_path)
@@ -237,7 +244,10 @@ def run_recipe(out: Path, stages: tuple[str, ...] = ("vq", "lm"), windows: tuple
             seconds = time.perf_counter() - start
             directory = save_checkpoint(model, out / f"shapes-s{window}", dtype=torch.float16)
             vq_log = vq_path.parent / "recipe.json"
-            write_recipe_log(directory, recipe, {"train_seconds": round(seconds, 1), "hardware": _hardware(device),
-                                                 "vq": json.loads(vq_log.read_text()) if vq_log.is_file() else None})
+            facts = {"train_seconds": round(seconds, 1), "hardware": _hardware(device),
+                     "vq": json.loads(vq_log.read_text()) if vq_log.is_file() else None}
+            if recipe.init_from:  # the chain of runs that made these weights
+                facts["continued"] = json.loads((Path(recipe.init_from) / directory.name / "recipe.json").read_text())
+            write_recipe_log(directory, recipe, facts)
             written.append(directory)
     return written
