@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from tsbench.models.checkpoint import load_strict, read_tensors
 from tsbench.models.shuffle import grid_to_windows
-from tsbench.models.token_shuffle import TokenShuffleConfig, TokenShuffleLM, save_checkpoint
+from tsbench.models.token_shuffle import TokenShuffleConfig, TokenShuffleLM, count_parameters, save_checkpoint
 from tsbench.models.vq import VQModel, get_vq_config, load_vq_state_dict, to_uint8
 
 from .oracle import judge_image
@@ -70,12 +70,12 @@ def vocabulary() -> tuple[str, ...]:
 
 
 def scene_examples(n: int, seed: int, resolution: int = 64, split: str = "train"
-                   ) -> tuple[list[str], np.ndarray]:
-    """``n`` prompts balanced over the six tags and one seeded scene rendered for each: uint8 [n, H, W, 3]."""
+                   ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """``n`` prompt records balanced over the six tags and one seeded scene rendered for each:
+    uint8 [n, H, W, 3]."""
     rng = random.Random(seed)
     records = shapes_prompts(split, n, seed=seed)
-    images = np.stack([render(sample_scene(r, rng), resolution) for r in records])
-    return [r["prompt"] for r in records], images
+    return records, np.stack([render(sample_scene(r, rng), resolution) for r in records])
 
 
 def to_model_input(images: np.ndarray) -> torch.Tensor:
@@ -124,9 +124,7 @@ def train_vq(recipe: VQRecipe, log: Log = print, device: str = "cpu") -> VQModel
 @torch.no_grad()
 def reconstruction_accuracy(vq: VQModel, n: int = 300, seed: int = 12345, resolution: int = 64) -> float:
     """Oracle accuracy on VQ reconstructions of ``n`` test-split scenes (the ceiling for any AR model)."""
-    rng = random.Random(seed)
-    records = shapes_prompts("test", n, seed=seed)
-    images = np.stack([render(sample_scene(r, rng), resolution) for r in records])
+    records, images = scene_examples(n, seed, resolution, split="test")
     recon = to_uint8(vq(to_model_input(images)))
     return float(np.mean([judge_image(img, r)[0] for img, r in zip(recon, records)]))
 
@@ -155,12 +153,13 @@ def train_lm(recipe: LMRecipe, vq: VQModel, log: Log = print, device: str = "cpu
         log(f"lm s={recipe.window}: continuing from {source}")
     model.vq.load_state_dict(vq.state_dict())
     model.vq_weights = "trained with the model"
-    prompts, images = scene_examples(recipe.examples, seed=10_000 + recipe.seed, resolution=recipe.resolution)
+    records, images = scene_examples(recipe.examples, seed=10_000 + recipe.seed, resolution=recipe.resolution)
+    prompts = [r["prompt"] for r in records]
     codes = encode_examples(vq, images)
     windows = grid_to_windows(codes, recipe.window).to(device)  # [N, M, s^2]
     model.to(device)
     log(f"lm s={recipe.window}: {len(prompts)} examples, {windows.shape[1]} windows of {windows.shape[2]} codes, "
-        f"{sum(p.numel() for n, p in model.named_parameters() if not n.startswith('vq.')) / 1e6:.2f}M params")
+        f"{count_parameters(model, exclude=('vq.',)) / 1e6:.2f}M params")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("vq.")]
     other = [p for n, p in model.named_parameters() if p.dim() < 2 and not n.startswith("vq.")]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
