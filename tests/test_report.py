@@ -159,6 +159,16 @@ def test_compare_gives_speedup_over_window_one(tidy_frame: pd.DataFrame) -> None
     assert throughput.set_index(["resolution", "window"])["speedup"][(512, 2)] == pytest.approx(4)
 
 
+def test_compare_pairs_windows_of_a_trained_preset(tidy_frame: pd.DataFrame) -> None:
+    """A trained preset ships one checkpoint per window, so the weights hash follows the window; the
+    windows still pair up (but two different checkpoints at one window do not share a baseline)."""
+    frame = tidy_frame.assign(weights=[f"ckpt-s{w}" for w in tidy_frame["window"]])
+    speedup = compare(frame, by="window", metric="latency.per_image_s").set_index(["resolution", "window"])["speedup"]
+    assert speedup[(256, 2)] == 4 and speedup[(512, 4)] == 8
+    by_resolution = compare(frame, by="resolution", metric="latency.per_image_s", baseline=256)
+    assert set(by_resolution["weights"]) == {"ckpt-s1", "ckpt-s2", "ckpt-s4"} and len(by_resolution) == 6
+
+
 def test_compare_drops_cells_without_partner(tidy_frame: pd.DataFrame) -> None:
     frame = tidy_frame[~((tidy_frame["resolution"] == 512) & (tidy_frame["window"] == 1))]
     result = compare(frame, by="window", metric="latency.per_image_s")

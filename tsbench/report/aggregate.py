@@ -31,6 +31,9 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "weights": ("model.weights",),
 }
 CONFIG_COLUMNS = list(CONFIG_KEYS)
+# config columns that legitimately change with the compared one: a trained preset ships one checkpoint
+# per window (preset 'shapes'), so its weights hash follows the window and must not block the pairing
+VARIES_WITH: dict[str, tuple[str, ...]] = {"window": ("weights",)}
 ID_COLUMNS = ["run", "suite", "cell_id", "status", *CONFIG_COLUMNS]
 INTEGER_COLUMNS = ("window", "resolution", "batch_size")
 METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "workload.", "model.params",
@@ -141,7 +144,7 @@ def compare(frame: pd.DataFrame, by: str = "window", metric: str = "latency.per_
     value / baseline for throughput and quality. Cells are matched on every other config column
     (resolution, schedule, preset, ...), across runs; cells without a baseline partner are dropped.
     """
-    keys = [c for c in CONFIG_COLUMNS if c != by]
+    keys = [c for c in CONFIG_COLUMNS if c != by and c not in VARIES_WITH.get(by, ())]
     rows = frame[(frame["metric"] == metric) & (frame["status"] == "ok")]
     base = (rows[rows[by] == baseline].groupby(keys, dropna=False)["value"].mean()
             .rename("baseline_value").reset_index())
