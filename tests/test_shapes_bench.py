@@ -114,3 +114,145 @@ def test_teacher_forced_training_step_lowers_the_loss() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+TOY_VQ = VQRecipe(steps=2, batch=4)
+TOY_LM = LMRecipe(steps=24, batch=8, examples=48, dim=32, n_layers=1, n_heads=2, ffn_hidden=64, warmup=2,
+                  save_every=4)
+
+_KILLED_RUN = """
+import sys, torch
+from pathlib import Path
+torch.set_num_threads(1)
+from tsbench.benchmarks.shapes.train import run_recipe
+from tests.test_shapes_bench import TOY_LM, TOY_VQ
+run_recipe(Path(sys.argv[1]), stages=("lm",), windows=(2,), vq_recipe=TOY_VQ, lm_recipe=TOY_LM, log=print)
+"""
+
+
+def test_a_killed_training_run_resumes_to_the_uninterrupted_result(tmp_path) -> None:
+    """SIGKILL mid-run, then ``resume=True``: the weights equal those of a run that was never stopped."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from tsbench.benchmarks.shapes.train import state_path
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the killed subprocess runs on one thread; same arithmetic order here
+    try:
+        run_recipe(tmp_path / "vq_only", stages=("vq",), vq_recipe=TOY_VQ, log=lambda _: None)
+        whole, killed = tmp_path / "whole", tmp_path / "killed"
+        for out in (whole, killed):
+            shutil.copytree(tmp_path / "vq_only", out)
+        run_recipe(whole, stages=("lm",), windows=(2,), vq_recipe=TOY_VQ, lm_recipe=TOY_LM, log=lambda _: None)
+
+        repo = Path(__file__).resolve().parents[1]
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(killed)], cwd=repo,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        state = state_path(killed, "shapes-s2")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file() and torch.load(state, weights_only=True)["step"] >= 8:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        saved_step = torch.load(state, weights_only=True)["step"]
+        assert 0 < saved_step < TOY_LM.steps, "the run must be killed midway for this test to mean anything"
+        assert not (killed / "shapes-s2" / "model.safetensors").exists()
+
+        logged: list[str] = []
+        run_recipe(killed, stages=("lm",), windows=(2,), vq_recipe=TOY_VQ, lm_recipe=TOY_LM, log=logged.append,
+                   resume=True)
+        assert any(f"resuming at step {saved_step}/" in line for line in logged)
+    finally:
+        torch.set_num_threads(threads)
+    a = load_file(str(whole / "shapes-s2" / "model.safetensors"))
+    b = load_file(str(killed / "shapes-s2" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key].float(), b[key].float(), rtol=1e-3, atol=1e-4, msg=key)
+    curve_a = json.loads((whole / "shapes-s2" / "recipe.json").read_text())["loss_curve"]
+    curve_b = json.loads((killed / "shapes-s2" / "recipe.json").read_text())["loss_curve"]
+    assert [s for s, _ in curve_a] == [s for s, _ in curve_b]
+
+
+def test_resuming_with_other_settings_names_the_setting(tmp_path) -> None:
+    from tsbench.benchmarks.shapes.train import ResumeError, load_state, save_state, state_path
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    path = state_path(tmp_path, "shapes-s1")
+    save_state(path, TOY_LM, 20, model, opt, torch.Generator(), {"seconds": 1.0, "losses": []})
+    assert load_state(path, TOY_LM)["step"] == 20
+    assert load_state(path, replace(TOY_LM, save_every=2))["step"] == 20  # where to save may change
+    with pytest.raises(ResumeError, match=r"lr: saved 0.002, now 0.01"):
+        load_state(path, replace(TOY_LM, lr=0.01))
+    # lengthening is allowed while the run is still at constant learning rate (step 20 of 100) ...
+    assert load_state(path, replace(TOY_LM, steps=100))["step"] == 20
+    # ... but not once the new schedule's decay would already have started (decay from step 19 of 24)
+    with pytest.raises(ResumeError, match="inside the new schedule's decay"):
+        load_state(path, replace(TOY_LM, steps=22))
+
+
+def test_precision_auto_uses_bf16_only_where_the_hardware_has_bf16_matrix_units(monkeypatch) -> None:
+    from tsbench.benchmarks.shapes import train
+
+    monkeypatch.setattr(train, "cpu_has_bf16_matrix_units", lambda: False)
+    assert train.autocast_dtype("auto", "cpu")[0] is None
+    assert train.autocast_dtype("auto", "cuda")[0] is torch.bfloat16
+    monkeypatch.setattr(train, "cpu_has_bf16_matrix_units", lambda: True)
+    dtype, why = train.autocast_dtype("auto", "cpu")
+    assert dtype is torch.bfloat16 and "AMX" in why
+    assert train.autocast_dtype("fp32", "cuda")[0] is None
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train.autocast_dtype("fp8", "cpu")
+
+
+def test_bf16_autocast_training_keeps_fp32_master_weights_and_lowers_the_loss() -> None:
+    from tsbench.benchmarks.shapes.train import _autocast, build_lm
+
+    torch.manual_seed(0)
+    model = build_lm(replace(TOY_LM, window=2)).train()
+    windows = torch.randint(0, model.codebook_size, (4, 16, 4))
+    cond = model.condition(["a red circle", "two squares", "", "a blue triangle above a green circle"], cfg=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        with _autocast(torch.bfloat16, "cpu"):
+            logits = model(cond, windows[:, :-1])
+        assert logits.dtype == torch.float32  # the loss is computed in fp32
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 2), windows.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_training_examples_follow_the_tag_weights_and_are_cached(tmp_path) -> None:
+    from tsbench.benchmarks.shapes.prompts import tag_counts
+    from tsbench.benchmarks.shapes.train import training_examples
+    from tsbench.models.vq import VQModel, get_vq_config
+
+    assert tag_counts(120) == [20] * 6 and sum(tag_counts(1001, (1, 1, 1, 1, 2, 2))) == 1001
+    assert tag_counts(80, (1, 1, 1, 1, 2, 2)) == [10, 10, 10, 10, 20, 20]
+    with pytest.raises(ValueError, match="tag weights"):
+        tag_counts(10, (1, 2))
+    vq = VQModel(get_vq_config("vq8-shapes")).eval()
+    recipe = replace(TOY_LM, examples=40, tag_weights=(1, 1, 1, 1, 3, 3))
+    logged: list[str] = []
+    prompts, codes = training_examples(recipe, vq, "digest", tmp_path, logged.append)
+    assert codes.shape == (40, 8, 8) and len(prompts) == 40
+    position_or_attr = {r["prompt"] for tag in ("position", "color_attr") for r in all_prompts(tag)}
+    assert sum(p in position_or_attr for p in prompts) == 24  # 40 * (3 + 3) / 10
+    again = training_examples(recipe, vq, "digest", tmp_path, logged.append)
+    assert again[0] == prompts and torch.equal(again[1], codes)
+    assert "from" in logged[-1] and len(list(tmp_path.glob("codes-*.safetensors"))) == 1

@@ -153,17 +153,19 @@ def cmd_shapes_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    vq_recipe, lm_recipe = VQRecipe(), LMRecipe()
+    vq_recipe, lm_recipe = VQRecipe(precision=args.precision), LMRecipe(precision=args.precision)
     if args.vq_steps:
         vq_recipe = replace(vq_recipe, steps=args.vq_steps)
     if args.steps:
         lm_recipe = replace(lm_recipe, steps=args.steps)
+    if args.examples:
+        lm_recipe = replace(lm_recipe, examples=args.examples)
     if args.init_from:
         lm_recipe = replace(lm_recipe, init_from=args.init_from, seed=args.seed if args.seed is not None else 1)
     elif args.seed is not None:
         lm_recipe = replace(lm_recipe, seed=args.seed)
     written = run_recipe(Path(args.out), tuple(args.stages), tuple(args.windows), vq_recipe, lm_recipe,
-                         device=args.device)
+                         device=args.device, resume=args.resume)
     for directory in written:
         print(f"trained: {directory}  (use it with --checkpoint {directory})")
     return EXIT_OK
@@ -257,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", help="continue training the shapes-s<window> models of an earlier --out "
                                       "directory (fresh examples: seed 1 unless --seed)")
     p.add_argument("--seed", type=int, help="LM seed: initialisation, examples and batches")
+    p.add_argument("--examples", type=int, help="distinct (prompt, scene) pairs (default: the recipe's)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="'auto': bf16 autocast on CUDA and on CPUs with AMX-BF16, else fp32")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the training states in OUT/state/ (a killed run ends as an uninterrupted one)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.set_defaults(func=cmd_shapes_train)

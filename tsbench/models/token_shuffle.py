@@ -248,15 +248,16 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 def save_checkpoint(model: TokenShuffleLM, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
     """A checkpoint is a directory: ``config.json`` + ``model.safetensors`` (VQ weights included), with
     floating-point tensors cast to ``dtype`` when given (fp16 keeps shipped weights small)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from tsbench.io import atomic_write_bytes, atomic_write_text
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {"adapter": "token-shuffle", "preset": model.preset, "config": asdict(model.config)}
-    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
              for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
+    atomic_write_bytes(directory / WEIGHTS_FILE, save(state))
+    meta = {"adapter": "token-shuffle", "preset": model.preset, "config": asdict(model.config)}
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2))
     return directory
 
 

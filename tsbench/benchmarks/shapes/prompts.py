@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tsbench.benchmarks.geneval import TAGS
 from tsbench.scoring.geneval_rules import Detection, relative_position
@@ -89,15 +89,30 @@ def split_prompts(tag: str, split: str) -> list[dict[str, Any]]:
     return ranked[:n_test] if split == "test" else ranked[n_test:]
 
 
-def shapes_prompts(split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` prompts balanced over the six tags (first tags get the remainder), each tag cycling
+def tag_counts(n: int, weights: Sequence[float] | None = None) -> list[int]:
+    """How many of ``n`` prompts each tag (``TAGS`` order) gets: proportional to ``weights`` (equal when
+    None), largest remainders first, so the counts always add up to ``n``."""
+    weights = [1.0] * len(TAGS) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(TAGS) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"tag weights must be {len(TAGS)} non-negative numbers ({', '.join(TAGS)}), got {weights}")
+    shares = [n * w / sum(weights) for w in weights]
+    counts = [int(share) for share in shares]
+    by_remainder = sorted(range(len(TAGS)), key=lambda i: (counts[i] - shares[i], i))
+    for i in by_remainder[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def shapes_prompts(split: str, n: int, seed: int = 0, weights: Sequence[float] | None = None
+                   ) -> list[dict[str, Any]]:
+    """``n`` prompts over the six tags (balanced, or in proportion to ``weights``), each tag cycling
     through a seeded shuffle of its split's prompts so repeats only start once all were used."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
-    for i, tag in enumerate(TAGS):
+    for tag, count in zip(TAGS, tag_counts(n, weights)):
         pool = split_prompts(tag, split)
         rng.shuffle(pool)
-        out += [pool[j % len(pool)] for j in range(n // len(TAGS) + (i < n % len(TAGS)))]
+        out += [pool[j % len(pool)] for j in range(count)]
     rng.shuffle(out)
     return out
 
