@@ -69,6 +69,8 @@ class ModelConfig:
     window: int = _help("Token-Shuffle window size s: s*s visual tokens fused per AR step", default=1)
     dtype: str = _help(f"compute dtype, one of {', '.join(DTYPES)}", default="float32")
     device: str = _help("torch device, e.g. 'cpu' or 'cuda'", default="cpu")
+    compile: bool = _help("decode with a static-shape step under torch.compile (CUDA graphs on CUDA, inductor "
+                          "C++ on CPU); compile time is reported apart as latency.compile_s", default=False)
     vq: str | None = _help("VQ tokenizer preset overriding the adapter's default", default=None)
     vq_checkpoint: str | None = _help("VQ tokenizer weights (e.g. LlamaGen's vq_ds16_t2i.pt); null keeps the "
                                       "checkpoint's own or random weights", default=None)

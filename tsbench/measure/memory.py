@@ -63,5 +63,4 @@ def kv_cache_bytes(model: ARImageModel, prompts: list[str], resolution: int, cfg
 
     Runs ``start`` (one prefill) once: the cache it returns is preallocated for the whole image."""
     state, _ = model.start(model.condition(prompts, cfg=cfg), model.grid(resolution))
-    cache = state.cache
-    return cache.keys.numel() * cache.keys.element_size() * 2
+    return state.cache.nbytes

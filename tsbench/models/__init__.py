@@ -32,12 +32,18 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def load_model(adapter: str, preset: str | None = None, checkpoint: str | None = None, window: int = 1,
-               device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None,
+               device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, compile: bool = False,
                **options: Any) -> ARImageModel:
-    """Build an adapter's model: random weights from ``preset``, or real ones from ``checkpoint``."""
+    """Build an adapter's model: random weights from ``preset``, or real ones from ``checkpoint``.
+    ``compile=True`` decodes with a static-shape step under torch.compile (:mod:`tsbench.models.compiled`)."""
     build = ADAPTERS.get(adapter)
     kwargs = {"preset": preset} if preset is not None else {}
-    return build(checkpoint=checkpoint, window=window, device=device, dtype=resolve_dtype(dtype), **kwargs, **options)
+    model = build(checkpoint=checkpoint, window=window, device=device, dtype=resolve_dtype(dtype), **kwargs, **options)
+    if compile:
+        from tsbench.models.compiled import compile_decode
+
+        compile_decode(model)
+    return model
 
 
 def list_adapters() -> list[str]:

@@ -25,6 +25,7 @@ from tsbench.measure.latency import time_generation
 from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
 from tsbench.measure.throughput import largest_batch
 from tsbench.benchmarks.layout import write_png
+from tsbench.models.compiled import compile_now
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
 
@@ -45,7 +46,7 @@ def load_cell_model(cell: Cell):
         return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
                                   device=m.device, dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint,
                                   text_encoder=m.text_encoder, text_embeddings=m.text_embeddings, tokenizer=m.tokenizer,
-                                  allow_pickled_args=m.allow_pickled_args)
+                                  allow_pickled_args=m.allow_pickled_args, compile=m.compile)
 
 
 def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
         prompt_tokens = int(model.condition(prompts, cfg=False).length)  # the padded batch length
         flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
         row.update(flatten_row({"flops": flops.to_dict()}))
+    if model.compiled_decode is not None:  # compiled before anything is timed, reported apart
+        row["latency.compile_s"] = compile_now(model, model.condition(prompts, cfg=guidance.enabled), grid)
     if measure.latency:
         timing = time_generation(model, prompts, work.resolution, guidance, sampling, seeds,
                                  warmup=measure.warmup, min_repeats=measure.min_repeats,
