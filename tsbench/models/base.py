@@ -97,3 +97,16 @@ class ARImageModel(nn.Module):
     def describe(self) -> dict[str, Any]:
         """Flat facts for result rows (adapter, preset, window, parameter count, weights)."""
         raise NotImplementedError
+
+    # ---- sizes for the decode roofline (tsbench.measure.roofline) ------------------------------------
+    decode_skips: tuple[str, ...] = ()  # parameter-name prefixes a decode step does not stream
+
+    def decode_weight_bytes(self) -> int:
+        """Bytes of weights each decode step reads once, whatever the batch: every parameter but the
+        ``decode_skips`` (embedding tables, of which a step reads a few rows; prefill-only parts)."""
+        return sum(p.numel() * p.element_size() for name, p in self.named_parameters()
+                   if not name.startswith(self.decode_skips))
+
+    def kv_bytes_per_position(self, rows: int) -> int:
+        """Bytes of keys and values that one sequence position holds in the cache, all layers, ``rows`` rows."""
+        raise NotImplementedError(f"adapter {type(self).__name__} does not report its KV cache size")

@@ -523,6 +523,12 @@ class LlamaGenT2I(ARImageModel):
         hidden = self.run_layers(x, self.rotations(grid, cond_len)[None, :length, None], mask=mask)
         return self.logits(hidden[:, cond_len - 1:])
 
+    decode_skips = ("tok_embeddings.", "cls_embedding.")  # the caption projection runs in prefill only
+
+    def kv_bytes_per_position(self, rows: int) -> int:
+        cfg = self.config
+        return 2 * cfg.n_layer * rows * cfg.n_head * cfg.head_dim * self.output.weight.element_size()
+
     def describe(self) -> dict[str, Any]:
         return {
             "adapter": "llamagen-ts" if self.window > 1 else "llamagen",

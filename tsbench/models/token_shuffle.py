@@ -223,6 +223,12 @@ class TokenShuffleLM(ARImageModel):
         hidden = self._transformer(x, torch.cat([positions, image_positions], dim=1), cache)
         return self._window_logits(hidden[:, cond.length - 1:])
 
+    decode_skips = ("tok_embeddings.", "vq.")
+
+    def kv_bytes_per_position(self, rows: int) -> int:
+        cfg = self.config
+        return 2 * cfg.n_layers * rows * cfg.n_kv_heads * cfg.head_dim * self.tok_embeddings.weight.element_size()
+
     def describe(self) -> dict[str, Any]:
         return {"adapter": "token-shuffle", "preset": self.preset, "window": self.window,
                 "params": count_parameters(self, exclude=("vq.",)), "weights": self.weights,

@@ -28,6 +28,7 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "batch_size": ("config.workload.batch_size",),
     "dtype": ("config.model.dtype", "env.dtype"),
     "device": ("config.model.device", "env.device"),
+    "compile": ("config.model.compile",),
     "weights": ("model.weights",),
 }
 CONFIG_COLUMNS = list(CONFIG_KEYS)
@@ -36,10 +37,10 @@ CONFIG_COLUMNS = list(CONFIG_KEYS)
 VARIES_WITH: dict[str, tuple[str, ...]] = {"window": ("weights",)}
 ID_COLUMNS = ["run", "suite", "cell_id", "status", *CONFIG_COLUMNS]
 INTEGER_COLUMNS = ("window", "resolution", "batch_size")
-METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "workload.", "model.params",
-                   "cell_seconds")
+METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "roofline.", "workload.",
+                   "model.params", "cell_seconds")
 NOT_METRICS = ("quality.prompts", "quality.images_per_prompt")
-HIGHER_IS_BETTER = ("throughput.", "quality.")
+HIGHER_IS_BETTER = ("throughput.", "quality.", "roofline.decode_fraction", "roofline.achieved_flop_s")
 
 
 def is_metric(column: str) -> bool:
@@ -105,6 +106,7 @@ def load_cells(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     for column in INTEGER_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     frame["cfg_scale"] = pd.to_numeric(frame["cfg_scale"], errors="coerce").astype("float64")
+    frame["compile"] = frame["compile"].astype("boolean").fillna(False).astype(bool)  # runs before the option: eager
     return frame
 
 

@@ -23,6 +23,7 @@ from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
 from tsbench.measure.latency import time_generation
 from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
+from tsbench.measure.roofline import cell_roofline
 from tsbench.measure.throughput import largest_batch
 from tsbench.benchmarks.layout import write_png
 from tsbench.models.compiled import compile_now
@@ -82,6 +83,8 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
                                  warmup=measure.warmup, min_repeats=measure.min_repeats,
                                  min_time_s=measure.min_time_s)
         row.update(timing.to_row())
+    if measure.roofline:
+        row.update(cell_roofline(model, prompts, work.resolution, guidance.enabled, row.get("latency.decode_step_s")))
     if measure.memory:
         row["memory.kv_cache_mib"] = kv_cache_bytes(model, prompts, work.resolution, guidance.enabled) / 2**20
         steps = tqdm(total=row["workload.ar_steps"], desc="decode", unit="step", leave=False, file=sys.stderr,

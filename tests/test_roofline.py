@@ -1,0 +1,107 @@
+"""Decode roofline: bytes per step from the model's own sizes, machine limits measured once and cached,
+the columns' arithmetic, the runner's columns and the report's plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import tsbench
+from tsbench.measure import roofline
+from tsbench.measure.roofline import decode_bytes, machine_limits, roofline_columns
+from tsbench.models.compiled import compile_decode
+from tsbench.report.plots import plot_roofline
+
+PROMPTS = ["a red circle", "two blue squares on a long grey road"]
+
+
+@pytest.mark.parametrize("adapter, preset", [("token-shuffle", "tiny"), ("llamagen", "GPT-tiny")])
+def test_kv_bytes_per_position_matches_the_allocated_cache(adapter: str, preset: str) -> None:
+    model = tsbench.load_model(adapter, preset=preset)
+    with torch.inference_mode():
+        cond = model.condition(PROMPTS, cfg=True)
+        state, _ = model.start(cond, (4, 4))
+    assert model.kv_bytes_per_position(cond.rows) * state.cache.max_len == state.cache.nbytes
+
+
+def test_decode_weight_bytes_skip_embedding_tables_and_the_vq() -> None:
+    model = tsbench.load_model("token-shuffle", preset="tiny")
+    streamed = sum(p.numel() * 4 for n, p in model.named_parameters() if n.startswith(("layers.", "norm.", "output.")))
+    assert model.decode_weight_bytes() == streamed
+    llamagen = tsbench.load_model("llamagen", preset="GPT-tiny")
+    caption = sum(p.numel() * 4 for p in llamagen.cls_embedding.parameters())
+    table = llamagen.tok_embeddings.weight.numel() * 4
+    assert llamagen.decode_weight_bytes() == sum(p.numel() * 4 for p in llamagen.parameters()) - caption - table
+
+
+def test_eager_reads_the_prefix_and_a_static_step_the_whole_cache() -> None:
+    model = tsbench.load_model("token-shuffle", preset="tiny")
+    per_position = model.kv_bytes_per_position(2)
+    # prompt 10, 15 decode steps: step k reads 10 + k + 1 positions, on average 18; static reads 25
+    assert decode_bytes(model, 2, 10, 15, static=False)["kv_cache"] == per_position * 18
+    assert decode_bytes(model, 2, 10, 15, static=True)["kv_cache"] == per_position * 25
+
+
+def test_columns_by_hand() -> None:
+    model = tsbench.load_model("token-shuffle", preset="tiny")
+    limits = {"env.read_bandwidth_bytes_s": 1e9, "env.peak_matmul_flop_s": 1e12}
+    row = roofline_columns(model, rows=2, prompt_tokens=10, steps=15, flops_per_step=2e6, step_seconds=0.01,
+                           limits=limits)
+    total = model.decode_weight_bytes() + model.kv_bytes_per_position(2) * 18
+    assert row["roofline.bytes_per_step"] == total and row["roofline.bound"] == "memory"
+    assert row["roofline.bound_steps_per_s"] == pytest.approx(1e9 / total)
+    assert row["roofline.decode_fraction"] == pytest.approx(100 / (1e9 / total))
+    assert row["roofline.arithmetic_intensity"] == pytest.approx(2e6 / total)
+    assert row["roofline.achieved_flop_s"] == pytest.approx(2e8)
+    compute = roofline_columns(model, 2, 10, 15, flops_per_step=1e12, step_seconds=None, limits=limits)
+    assert compute["roofline.bound"] == "compute" and compute["roofline.bound_steps_per_s"] == pytest.approx(1.0)
+    assert "roofline.decode_fraction" not in compute
+    compiled = compile_decode(tsbench.load_model("token-shuffle", preset="tiny"))
+    static = roofline_columns(compiled, 2, 10, 15, 2e6, 0.01, limits)
+    assert static["roofline.kv_bytes_per_step"] == model.kv_bytes_per_position(2) * 25
+
+
+def test_machine_limits_are_measured_once_and_keyed_on_dtype(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TSBENCH_CACHE_DIR", str(tmp_path))
+    first = machine_limits("cpu", torch.float32)  # measured
+    assert first["env.read_bandwidth_bytes_s"] > 1e8 and first["env.peak_matmul_flop_s"] > 1e8
+    stored = json.loads((tmp_path / "machine_limits.json").read_text())
+    assert sorted(stored.values()) == sorted(first.values())
+
+    def fail(*args):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(roofline, "measure_read_bandwidth", fail)
+    monkeypatch.setattr(roofline, "measure_peak_matmul", fail)
+    assert machine_limits("cpu", torch.float32) == first
+    monkeypatch.setattr(roofline, "measure_peak_matmul", lambda device, dtype: 123.0)
+    bf16 = machine_limits("cpu", torch.bfloat16)  # a new dtype measures its peak, reuses the bandwidth
+    assert bf16 == {"env.read_bandwidth_bytes_s": first["env.read_bandwidth_bytes_s"], "env.peak_matmul_flop_s": 123.0}
+
+
+def test_runner_rows_carry_roofline_and_machine_columns(tmp_path: Path) -> None:
+    from test_runner import write_suite
+    from tsbench.cli import main
+    from tsbench.runner.store import RunStore
+
+    suite = write_suite(tmp_path, [1, 2], flops=True)
+    assert main(["run", str(suite), "--run-dir", str(tmp_path / "run"), "--no-report", "--no-progress"]) == 0
+    for row in RunStore(tmp_path / "run").load_rows():
+        assert row["env.read_bandwidth_bytes_s"] > 0 and row["env.peak_matmul_flop_s"] > 0
+        assert row["roofline.bytes_per_step"] > row["roofline.weight_bytes_per_step"] > 0
+        steps = row["workload.ar_steps"] - 1
+        assert row["roofline.flops_per_step"] == pytest.approx(row["flops.by_phase.decode"] / steps)
+        assert row["roofline.decode_fraction"] == pytest.approx(
+            1 / row["latency.decode_step_s"] / row["roofline.bound_steps_per_s"])
+
+
+def test_roofline_plot(tmp_path: Path) -> None:
+    cells = pd.DataFrame({
+        "status": ["ok"] * 4, "window": [1, 2, 1, 2], "compile": [False, False, True, True], "dtype": "float32",
+        "roofline.arithmetic_intensity": [0.5, 2.0, 0.5, 2.0], "roofline.achieved_flop_s": [4e9, 12e9, 5e9, 15e9],
+        "env.read_bandwidth_bytes_s": 20e9, "env.peak_matmul_flop_s": 100e9})
+    assert plot_roofline(cells, tmp_path / "roofline.png").stat().st_size > 0
+    assert plot_roofline(cells.drop(columns="roofline.achieved_flop_s"), tmp_path / "none.png") is None
