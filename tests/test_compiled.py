@@ -30,16 +30,18 @@ def pair(adapter: str, preset: str, window: int) -> tuple[ARImageModel, ARImageM
     return eager, other
 
 
+@pytest.mark.parametrize("whole_buffer", [False, True])
 @pytest.mark.parametrize("adapter, preset, window", CASES)
-def test_static_step_gives_eager_logits(adapter: str, preset: str, window: int) -> None:
-    """The static cache (whole buffer, masked) computes what the eager prefix read computes."""
+def test_static_step_gives_eager_logits(adapter: str, preset: str, window: int, whole_buffer: bool) -> None:
+    """The static cache (prefix read at run time, or the whole buffer under a mask as CUDA graphs need)
+    computes what the eager prefix read computes."""
     model, _ = pair(adapter, preset, window)
     grid = (4, 4) if window < 4 else (8, 8)
     with torch.inference_mode():
         cond = model.condition(PROMPTS, cfg=True)
         eager_state, _ = model.start(cond, grid)
         static_state, _ = model.start(cond, grid)
-        static_state.cache.start_static()
+        static_state.cache.start_static(whole_buffer)
         codes = torch.randint(0, model.codebook_size, (cond.rows, 3, window * window))
         for i in range(codes.shape[1]):
             expected = model.step(eager_state, codes[:, i])

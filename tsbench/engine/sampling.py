@@ -48,14 +48,15 @@ def filter_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One code per row of probs [n, V] by inverse transform sampling: a single uniform number per row
-    against the cumulative distribution (float64, so rounding cannot reach a code of probability 0).
+    """One code per row of probs [n, V] by inverse transform sampling: one uniform number u in [0, 1)
+    per row against the cumulative distribution; the code is the first whose running sum exceeds
+    u * total. A code of probability 0 adds nothing to the sum, so it is never the first to exceed it,
+    and u * total stays below total in floating point (u <= 1 - 2^-24 and products round to nearest).
     ``torch.multinomial`` draws one exponential number per code of the vocabulary instead, which took
-    about 0.5-0.9 ms of a 20-40 ms CPU decode step."""
-    cumulative = probs.double().cumsum(-1)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=torch.float64)
-    codes = torch.searchsorted(cumulative, u * cumulative[:, -1:], right=True)
-    return codes[:, 0].clamp(max=probs.shape[-1] - 1)
+    0.5-0.9 ms of a 20-40 ms CPU decode step."""
+    cumulative = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=probs.dtype)
+    return torch.searchsorted(cumulative, u * cumulative[:, -1:], right=True)[:, 0]
 
 
 def sample(logits: torch.Tensor, cfg: SamplingConfig, generators: list[torch.Generator]) -> torch.Tensor:

@@ -10,8 +10,8 @@ keys and values that attention reads, and does little arithmetic per byte. Its b
 and ``roofline.decode_fraction`` is the achieved steps/s over the smaller bound. The bytes come from
 the model's own sizes (:meth:`~tsbench.models.base.ARImageModel.decode_weight_bytes`,
 :meth:`~tsbench.models.base.ARImageModel.kv_bytes_per_position`); the FLOPs from the analytic model.
-Eager decode reads the filled prefix of the KV cache, a compiled (static) step the whole buffer, so
-the bytes follow the engine that ran.
+Decode reads the filled prefix of the KV cache, except a compiled step inside a CUDA graph, which
+reads the whole buffer; the bytes follow the engine that ran.
 
 The machine's limits are measured once per machine and cached as JSON in the user cache directory
 (``TSBENCH_CACHE_DIR`` overrides it), keyed on device name, torch version, thread count and dtype:
@@ -33,6 +33,7 @@ import torch
 from tsbench.io import atomic_write_text
 from tsbench.measure.env import device_name
 from tsbench.models.base import ARImageModel
+from tsbench.models.compiled import reads_whole_cache
 
 GiB = 2**30
 CACHE_FILE = "machine_limits.json"
@@ -103,9 +104,10 @@ def _threads(device: torch.device) -> int:
     return torch.get_num_threads() if device.type == "cpu" else 0
 
 
-def machine_limits(device: str | torch.device, dtype: torch.dtype) -> dict[str, float]:
+def machine_limits(device: str | torch.device, dtype: torch.dtype, refresh: bool = False) -> dict[str, float]:
     """``env.read_bandwidth_bytes_s`` and ``env.peak_matmul_flop_s`` (this dtype) of the machine,
-    measured on first use and then read from the cache file."""
+    measured on first use (or when ``refresh``: limits measured while other work shared the machine
+    are too low) and then read from the cache file."""
     device = torch.device(device)
     path = cache_path()
     try:
@@ -117,7 +119,7 @@ def machine_limits(device: str | torch.device, dtype: torch.dtype) -> dict[str, 
             "env.peak_matmul_flop_s": f"{machine}|peak matmul {str(dtype).removeprefix('torch.')}"}
     measure = {"env.read_bandwidth_bytes_s": lambda: measure_read_bandwidth(device),
                "env.peak_matmul_flop_s": lambda: measure_peak_matmul(device, dtype)}
-    missing = [column for column, key in keys.items() if key not in cached]
+    missing = [column for column, key in keys.items() if refresh or key not in cached]
     for column in missing:
         cached[keys[column]] = measure[column]()
     if missing:
@@ -126,12 +128,13 @@ def machine_limits(device: str | torch.device, dtype: torch.dtype) -> dict[str, 
 
 
 # ---- the step --------------------------------------------------------------------------------------
-def decode_bytes(model: ARImageModel, rows: int, prompt_tokens: int, steps: int, static: bool) -> dict[str, float]:
+def decode_bytes(model: ARImageModel, rows: int, prompt_tokens: int, steps: int,
+                 whole_buffer: bool) -> dict[str, float]:
     """Bytes one decode step reads, averaged over the ``steps`` decode steps of an image: the weights
-    once, and the keys and values of every position attention reads (step k of an eager decode reads
-    prompt + k + 1 positions; a static step the whole cache, prompt + steps)."""
+    once, and the keys and values of every position attention reads (step k reads prompt + k + 1
+    positions; a step over the ``whole_buffer`` all prompt + steps)."""
     per_position = model.kv_bytes_per_position(rows)
-    positions = prompt_tokens + steps if static else prompt_tokens + (steps + 1) / 2
+    positions = prompt_tokens + steps if whole_buffer else prompt_tokens + (steps + 1) / 2
     weights = model.decode_weight_bytes()
     return {"weights": float(weights), "kv_cache": per_position * positions}
 
@@ -140,7 +143,8 @@ def roofline_columns(model: ARImageModel, rows: int, prompt_tokens: int, steps: 
                      step_seconds: float | None, limits: dict[str, float]) -> dict[str, Any]:
     """``roofline.*`` columns of a cell. ``rows``: the batch's rows (CFG doubles them); ``steps``:
     decode steps per image; ``step_seconds``: the measured median decode step (None: no latency)."""
-    traffic = decode_bytes(model, rows, prompt_tokens, steps, static=model.compiled_decode is not None)
+    whole_buffer = model.compiled_decode is not None and reads_whole_cache(next(model.parameters()).device)
+    traffic = decode_bytes(model, rows, prompt_tokens, steps, whole_buffer)
     total = traffic["weights"] + traffic["kv_cache"]
     memory_bound = limits["env.read_bandwidth_bytes_s"] / total
     compute_bound = limits["env.peak_matmul_flop_s"] / flops_per_step

@@ -5,8 +5,10 @@ What makes it fast, and what a naive ``torch.compile(model.step, dynamic=True)``
 
 * **Static shapes.** After the eager prefill the KV cache switches to static decode
   (:meth:`~tsbench.models.layers.KVCache.start_static`): each step writes at a position held in a
-  tensor and attends over the whole preallocated buffer with a mask, as gpt-fast does. Shapes then
-  never change within an image, so one graph per batch and resolution serves every step.
+  tensor, and attention reads the filled prefix through an operator the compiler treats as opaque
+  (:func:`~tsbench.models.layers.prefix_attention`). Shapes then never change within an image, so
+  one graph per batch and resolution serves every step. On CUDA, whose graphs cannot read the length
+  from the device, attention covers the whole preallocated buffer with a mask, as gpt-fast does.
 * **No graph breaks.** ``decode`` reads only tensors; the Python bookkeeping (positions, step count)
   stays in ``step`` outside the graph, and so do guidance and seeded sampling (``torch.Generator``
   objects cannot enter a graph).
@@ -41,6 +43,12 @@ def adapter_name(model: ARImageModel) -> str:
         return str(model.describe()["adapter"])
     except (NotImplementedError, KeyError):
         return type(model).__name__
+
+
+def reads_whole_cache(device: torch.device) -> bool:
+    """Whether compiled steps on ``device`` attend over the whole cache buffer: a CUDA graph cannot
+    look up the filled length on the host, a CPU step can (and reads only the prefix)."""
+    return device.type == "cuda"
 
 
 def compile_options(device: torch.device) -> dict[str, Any]:
@@ -80,7 +88,7 @@ def compile_decode(model: ARImageModel, **overrides: Any) -> ARImageModel:
             return compiled(state, codes)
         # the first step of an image, after the eager prefill: the only call that can (re)compile,
         # since shapes stay fixed for the rest of the image
-        cache.start_static()
+        cache.start_static(whole_buffer=reads_whole_cache(device))
         if device.type == "cuda":
             for buffer in (*cache.keys, *cache.values):
                 torch._dynamo.mark_static_address(buffer)

@@ -3,8 +3,10 @@ KV cache and attention over it.
 
 The cache has two modes. Eager decode writes at a Python position and attends over the filled prefix
 only, so a step reads just the keys that exist. Static decode (``KVCache.slot`` set, see
-``tsbench.models.compiled``) writes at a position held in a tensor and attends over the whole buffer
-with a mask, so every step has the same shapes and one compiled graph serves the whole image.
+``tsbench.models.compiled``) writes at a position held in a tensor, so every step has the same shapes
+and one compiled graph serves the whole image. It still reads only the prefix, through
+:func:`prefix_attention`, an operator opaque to the compiler that looks the length up at run time;
+inside a CUDA graph, which cannot look anything up, it attends over the whole buffer with a mask.
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ class KVCache:
     key_mask: torch.Tensor | None  # [B, max_len] bool, False on left padding; None when no padding
     filled: int = 0
     slot: torch.Tensor | None = None  # [1] long == filled; set: static decode
+    whole_buffer: bool = False  # static decode attends over every slot with a mask (CUDA graphs)
 
     @classmethod
     def allocate(cls, layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int,
@@ -98,28 +101,32 @@ class KVCache:
         """Bytes of all keys and values as allocated (the whole image's length)."""
         return sum(t.numel() * t.element_size() for t in (*(self.keys or ()), *(self.values or ())))
 
-    def start_static(self) -> None:
+    def start_static(self, whole_buffer: bool = False) -> None:
         """Switch to static decode from the current position on (after an eager prefill)."""
         self.slot = torch.tensor([self.filled], device=self.keys[0].device)
+        self.whole_buffer = whole_buffer
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v [B, kv_heads, t, Dh] at the current position; return what attention reads: the
-        filled prefix (eager) or the whole buffer (static)."""
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """Store k, v [B, kv_heads, t, Dh] at the current position, then attend q [B, H, t, Dh] over
+        every position written so far (``mask``: from :func:`attention_mask`)."""
         if self.keys is None:
             if self.filled:
                 raise RuntimeError("a single-pass KV cache cannot be extended; allocate one to decode")
-            return k, v
+            return attend(q, k, v, mask)
         keys, values = self.keys[layer], self.values[layer]
         if self.slot is not None:
             keys.index_copy_(2, self.slot, k)
             values.index_copy_(2, self.slot, v)
-            return keys, values
+            if self.whole_buffer:
+                return attend(q, keys, values, mask)
+            return prefix_attention(q, keys, values, self.slot, self.key_mask)
         start, end = self.filled, self.filled + k.shape[2]
         if end > self.max_len:
             raise RuntimeError(f"KV cache overflow: {end} positions > {self.max_len} allocated")
         keys[:, :, start:end] = k
         values[:, :, start:end] = v
-        return keys[:, :, :end], values[:, :, :end]
+        return attend(q, keys[:, :, :end], values[:, :, :end], mask)
 
     def advance(self, n: int) -> None:
         self.filled += n
@@ -130,10 +137,12 @@ class KVCache:
 def attention_mask(cache: KVCache, q_len: int) -> torch.Tensor | None:
     """Boolean mask [B, 1, q_len, keys] for the new queries, or None when plain causal attention
     (prefill from an empty cache) or no mask at all (eager decode, no padding) is exact."""
-    if cache.slot is not None:  # static decode: one query, every slot of the buffer, unwritten ones hidden
+    if cache.slot is not None:  # static decode: one query
         if q_len != 1:
             raise ValueError(f"static decode feeds one position per step, got {q_len}")
-        visible = torch.arange(cache.max_len, device=cache.slot.device) <= cache.slot
+        if not cache.whole_buffer:
+            return None  # prefix_attention applies the key mask itself
+        visible = torch.arange(cache.max_len, device=cache.slot.device) <= cache.slot  # unwritten slots hidden
         if cache.key_mask is not None:
             visible = visible & cache.key_mask
         return visible.expand(cache.keys[0].shape[0], -1)[:, None, None, :]
@@ -159,3 +168,21 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     if mask is None and q.shape[2] > 1:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+
+
+@torch.library.custom_op("tsbench::prefix_attention", mutates_args=())
+def prefix_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, slot: torch.Tensor,
+                     key_mask: torch.Tensor | None) -> torch.Tensor:
+    """One query per row over cache positions ``[0, slot]`` of the whole buffers keys, values
+    [B, Hkv, max_len, Dh]. A compiled graph sees fixed shapes; reading the length from ``slot`` at run
+    time (a host read, free on CPU) keeps each step's reads to the prefix, where a mask over the
+    whole buffer read all of it and cost about 2x the attention time at 512 px."""
+    end = int(slot) + 1
+    mask = key_mask[:, None, None, :end] if key_mask is not None else None
+    return attend(q, keys[:, :, :end], values[:, :, :end], mask)
+
+
+@prefix_attention.register_fake
+def _(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, slot: torch.Tensor,
+      key_mask: torch.Tensor | None) -> torch.Tensor:
+    return q.new_empty(*q.shape[:-1], values.shape[-1])

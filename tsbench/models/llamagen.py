@@ -167,9 +167,7 @@ class Attention(nn.Module):
         heads = self.wqkv(x).view(b, t, 3 * self.n_head, self.head_dim)
         q, k = apply_rope(heads[:, :, :2 * self.n_head], rope).transpose(1, 2).chunk(2, dim=1)  # Q, K in one go
         v = heads[:, :, 2 * self.n_head:].transpose(1, 2)
-        if cache is not None:
-            k, v = cache.write(layer, k, v)
-        out = attend(q, k, v, mask)
+        out = cache.attend(layer, q, k, v, mask) if cache is not None else attend(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
 
 

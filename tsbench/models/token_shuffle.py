@@ -17,7 +17,7 @@ from torch import nn
 
 from tsbench.models.base import ARImageModel, Conditioning, DecodeState
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
-from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_rotation
+from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attention_mask, rope_rotation
 from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, get_vq_config
@@ -107,8 +107,7 @@ class Attention(nn.Module):
         qk = apply_rope(heads[:, :, :self.n_heads + self.n_kv_heads], rope)  # Q and K heads in one rotation
         q, k = qk.split((self.n_heads, self.n_kv_heads), dim=2)
         v = heads[:, :, self.n_heads + self.n_kv_heads:]
-        keys, values = cache.write(layer, k.transpose(1, 2), v.transpose(1, 2))
-        out = attend(q.transpose(1, 2), keys, values, mask)
+        out = cache.attend(layer, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
 
 
