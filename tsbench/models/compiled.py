@@ -14,7 +14,8 @@ What makes it fast, and what a naive ``torch.compile(model.step, dynamic=True)``
   objects cannot enter a graph).
 * **In-place cache writes.** One buffer per layer, so inductor updates each where it lies.
 * **CPU:** inductor's C++ backend with ``freezing``: weights become constants that inductor prepacks
-  for MKL/oneDNN, and the element-wise work between the matmuls is fused.
+  for MKL/oneDNN, and the element-wise work between the matmuls is fused; its C++ wrapper calls
+  the kernels without Python in between.
 * **CUDA:** mode ``reduce-overhead`` (CUDA graphs), with the cache buffers marked as static addresses
   so that a replay does not copy them.
 
@@ -58,12 +59,15 @@ def compile_options(device: torch.device) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def tracing_settings(device: torch.device) -> Iterator[None]:
-    """Settings in force while a graph is traced and compiled. ``freezing`` must be on while dynamo
-    traces (it then keeps the weights out of the graph inputs), which ``torch.compile(options=...)``
-    is too late for; patching it here leaves the caller's other graphs alone."""
+    """Settings in force while a graph is traced and compiled, patched here so that the caller's other
+    graphs keep theirs. CPU: ``freezing`` (it must be on while dynamo traces, to keep the weights out
+    of the graph inputs, which ``torch.compile(options=...)`` is too late for) and ``cpp_wrapper``
+    (the kernels are called from C++: about 0.7 ms less per GPT-B step than inductor's Python
+    wrapper, for some 10 s more compilation)."""
     from torch._inductor import config
 
-    with warnings.catch_warnings(), config.patch(freezing=device.type == "cpu"):
+    cpu = device.type == "cpu"
+    with warnings.catch_warnings(), config.patch(freezing=cpu, cpp_wrapper=cpu):
         # the rotary embedding's complex multiply stays an ATen kernel inside the graph, on purpose
         warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
         yield
