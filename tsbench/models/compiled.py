@@ -62,8 +62,8 @@ def tracing_settings(device: torch.device) -> Iterator[None]:
     """Settings in force while a graph is traced and compiled, patched here so that the caller's other
     graphs keep theirs. CPU: ``freezing`` (it must be on while dynamo traces, to keep the weights out
     of the graph inputs, which ``torch.compile(options=...)`` is too late for) and ``cpp_wrapper``
-    (the kernels are called from C++: about 0.7 ms less per GPT-B step than inductor's Python
-    wrapper, for some 10 s more compilation)."""
+    (the kernels are called from C++, not from inductor's Python wrapper: a few per cent of a GPT-B
+    step in an A/B, for some seconds more compilation)."""
     from torch._inductor import config
 
     cpu = device.type == "cpu"
