@@ -197,6 +197,7 @@ def cmd_human_serve(args: argparse.Namespace) -> int:
         print(f"rate at {url}   (Ctrl-C stops; restarting continues where each rater left off)", flush=True)
 
     serve(study, db, args.host, args.port, require_token=args.require_token, announce=announce)
+    print(f"stopped; the votes are in {db} (tsbench human summarize {db})")
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+import signal
 import socket
 import unicodedata
 from pathlib import Path
@@ -287,7 +288,15 @@ def serve(study: Study, db: Path, host: str, port: int, require_token: bool = Fa
     announce(url)
     config = uvicorn.Config(app, log_level="warning", limit_concurrency=64, timeout_keep_alive=5, server_header=False,
                             h11_max_incomplete_event_size=16 * 1024)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # uvicorn re-raises the signal after shutting down
     try:
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, after uvicorn's graceful shutdown
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         store.close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -69,7 +69,7 @@ def plot_votes(summary: dict[str, Any], out: Path) -> Path | None:
     pairs = list(dict.fromkeys((r["system"], r["opponent"]) for q in summary["questions"] for r in q["pairs"]))
     if not pairs:
         return None
-    fig, axes = plt.subplots(len(pairs), 1, figsize=(8.6, 0.6 + 1.5 * len(pairs)), squeeze=False)
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(8.6, 0.8 + 2.4 * len(pairs)), squeeze=False)
     for ax, (system, opponent) in zip(axes[:, 0], pairs):
         rows = [(q["title"], r) for q in summary["questions"] for r in q["pairs"]
                 if (r["system"], r["opponent"]) == (system, opponent)]
@@ -77,18 +77,21 @@ def plot_votes(summary: dict[str, Any], out: Path) -> Path | None:
         left = np.zeros(len(rows))
         for outcome in OUTCOMES:
             values = np.array([r[outcome] for _, r in rows])
-            ax.barh(y, values, left=left, color=COLOURS[outcome], height=0.62,
+            ax.barh(y, values, left=left, color=COLOURS[outcome], height=0.7,
                     label={"win": f"{system} better", "tie": "tie", "lose": f"{opponent} better"}[outcome])
-            for yi, x0, v in zip(y, left, values):
+            for yi, x0, v in zip(y, left, values):  # labels away from the whiskers at the inner ends
                 if v >= 0.06:
-                    ax.text(x0 + v / 2, yi, f"{100 * v:.0f} %", ha="center", va="center", fontsize=8)
+                    x, align = {"win": (x0 + 0.01, "left"), "tie": (x0 + v / 2, "center"),
+                                "lose": (x0 + v - 0.01, "right")}[outcome]
+                    ax.text(x, yi + 0.18, f"{100 * v:.0f} %", ha=align, va="center", fontsize=8)
             left = left + values
         for (_, r), yi in zip(rows, y):
-            for outcome, at in (("win", r["win"]), ("lose", 1 - r["lose"])):
+            for outcome, at, dy in (("win", r["win"], -0.16), ("lose", 1 - r["lose"], 0.0)):
                 ci = r[f"{outcome}_ci"]
                 if ci is not None:
                     low, high = (ci[0], ci[1]) if outcome == "win" else (1 - ci[1], 1 - ci[0])
-                    ax.errorbar(at, yi, xerr=[[at - low], [high - at]], color="black", capsize=3, linewidth=1)
+                    ax.errorbar(at, yi + dy, xerr=[[at - low], [high - at]], color="0.15", capsize=3,
+                                linewidth=1)
         ax.set_yticks(y, [f"{title} ({r['votes']})" for title, r in rows], fontsize=8)
         ax.set_xlim(0, 1)
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:.0f} %"))
