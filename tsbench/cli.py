@@ -178,6 +178,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_human_serve(args: argparse.Namespace) -> int:
+    from tsbench.human.images import build_study
+    from tsbench.human.store import DEFAULT_DB_NAME
+
+    try:
+        from tsbench.human.app import serve
+    except ImportError as err:
+        raise UsageError(f"the rating app needs the 'human' extra ({err.name} is missing): "
+                         "pip install 'tsbench[human]'") from None
+    study = build_study(args.run_dirs, args.compare)
+    db = Path(args.db) if args.db else Path(args.run_dirs[0]) / DEFAULT_DB_NAME
+    print(f"{len(study.keys)} {study.kind} image(s) per system, {len(study.names)} systems: "
+          f"{', '.join(study.names)}")
+    for note in study.notes:
+        print(f"note: {note}")
+    print(f"votes go to {db}")
+
+    def announce(url: str) -> None:
+        print(f"rate at {url}   (Ctrl-C stops; restarting continues where each rater left off)", flush=True)
+
+    serve(study, db, args.host, args.port, require_token=args.require_token, announce=announce)
+    print(f"stopped; the votes are in {db} (tsbench human summarize {db})")
+    return EXIT_OK
+
+
+def cmd_human_summarize(args: argparse.Namespace) -> int:
+    from tsbench.human.summary import format_summary, summarize
+
+    summary = summarize(Path(args.db))
+    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_summary(summary))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tsbench {tsbench.__version__}")
@@ -267,6 +300,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.set_defaults(func=cmd_shapes_train)
+
+    p = sub.add_parser("human", help="human preference evaluation: blinded image pairs rated in a local web app")
+    human = p.add_subparsers(dest="human_command", required=True)
+    p = human.add_parser("serve", help="serve blinded pairs of the compared cells' images for rating")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--compare", nargs="+", required=True, metavar="CELL",
+                   help="two or more cells: a cell id, or KEY=VALUE[,KEY=VALUE] over its config (e.g. "
+                        "window=1,cfg_schedule=constant); RUN:CELL picks a run when several are given")
+    p.add_argument("--db", help="SQLite database of the votes (default: RUN_DIR/human_eval.sqlite of the first run)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback; any other "
+                                                      "address requires the printed URL's token)")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    p.add_argument("--require-token", action="store_true", help="require the token on loopback too")
+    p.set_defaults(func=cmd_human_serve)
+    p = human.add_parser("summarize", help="win/tie/lose rates, Bradley-Terry strengths and rater agreement")
+    p.add_argument("db", help="the votes database (e.g. runs/smoke/human_eval.sqlite)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_human_summarize)
 
     p = sub.add_parser("report", help="HTML report and plots from run directories")
     p.add_argument("run_dirs", nargs="+")

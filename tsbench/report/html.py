@@ -25,6 +25,7 @@ from tsbench.report.aggregate import (CONFIG_COLUMNS, compare, export, geomean, 
                                       read_manifest, run_labels, tidy)
 from tsbench.report.baselines import label as baseline_label
 from tsbench.report.baselines import load_baselines, rewritten
+from tsbench.report.human import human_sections
 from tsbench.report.plots import (GridSpec, caption, grid_specs, headline_label, make_plots, metric_tags,
                                   order_tags, quality_metrics)
 from tsbench.runner.store import atomic_write_bytes, atomic_write_text, flatten_row
@@ -293,6 +294,7 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
         "unscored": _unscored(cells),
         "published_only": [] if quality_metrics(cells) else _published_only(baselines),
         "runs": _runs(run_dirs, cells),
+        "human": human_sections(run_dirs, out / "images"),
     }
     index = out / "index.html"
     atomic_write_text(index, _environment().get_template("report.html").render(**context))
