@@ -1,0 +1,76 @@
+"""Every check that needs more than the config schema, run over all cells before any cell runs.
+
+The loader (``tsbench.config.suite``) checks types and plain values; what needs a registry or the
+machine (a schedule name, a device) is checked here, once per expanded cell, so a sweep fails in a
+second with ``FILE:LINE: key: message`` instead of hours in, cell after cell. This module is the one
+home of such load-time checks: a new one is a function ``check(config)`` that raises
+``FieldError(key, message)`` for the offending dotted key, added to ``CELL_CHECKS``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+from tsbench.config.registry import RegistryError
+from tsbench.config.suite import ConfigError, FieldError, SuiteConfig, locate
+from tsbench.engine.cfg import CFG_SCHEDULES
+from tsbench.runner.sweep import Cell
+
+CellCheck = Callable[[SuiteConfig], None]
+RUN_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types a benchmark can run on
+MAX_SHOWN = 20  # problems listed in one error; the rest are counted
+
+
+def device_problem(spec: str) -> str | None:
+    """Why ``spec`` cannot run a benchmark on this machine (malformed, unknown or absent), or None."""
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        return f"{spec!r} is not a torch device; use 'cpu' or 'cuda' (or 'cuda:N')"
+    if device.type not in RUN_DEVICES:
+        return f"{spec!r} cannot run a benchmark; use one of {', '.join(RUN_DEVICES)}"
+    if device.type == "cpu":
+        return None
+    backend = getattr(torch, device.type) if device.type != "mps" else torch.backends.mps
+    if not backend.is_available():
+        return f"{spec!r} is not available on this machine (no {device.type} device); use 'cpu'"
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if device.index is not None and device.index >= count:
+        return f"{spec!r}: this machine has {count} {device.type} device(s), numbered from 0"
+    return None
+
+
+def check_device(config: SuiteConfig) -> None:
+    problem = device_problem(config.model.device)
+    if problem:
+        raise FieldError("model.device", problem)
+
+
+def check_cfg_schedule(config: SuiteConfig) -> None:
+    try:
+        CFG_SCHEDULES.get(config.workload.cfg_schedule)
+    except RegistryError as err:
+        raise FieldError("workload.cfg_schedule", str(err)) from None
+
+
+# The load-time checks, in the order their errors are listed. Checks of adapter, preset, window,
+# resolution, scorer and benchmark names plug in here.
+CELL_CHECKS: tuple[CellCheck, ...] = (check_device, check_cfg_schedule)
+
+
+def validate_cells(cells: Iterable[Cell], checks: Iterable[CellCheck] = CELL_CHECKS) -> None:
+    """Run ``checks`` on every cell; raise one ConfigError listing each distinct problem with the place
+    (file line, flag or sweep item) where the offending key was set."""
+    checks = tuple(checks)
+    problems: dict[str, None] = {}  # ordered and distinct: a base-config mistake shows once, not per cell
+    for cell in cells:
+        for check in checks:
+            try:
+                check(cell.config)
+            except FieldError as err:
+                problems.setdefault(f"{locate(cell.config, err.field)}: {err.field}: {err.message}")
+    if problems:
+        shown = list(problems)[:MAX_SHOWN]
+        more = len(problems) - len(shown)
+        raise ConfigError("\n".join(shown + ([f"... and {more} more"] if more else [])))
