@@ -409,7 +409,7 @@ def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is list:
+    if origin in (list, tuple):
         return f"list of {_describe(typing.get_args(tp)[0])}"
     if origin is dict or dataclasses.is_dataclass(tp):
         return "mapping"
@@ -432,9 +432,9 @@ def _coerce(value: Any, tp: Any, path: str, ctx: _Context, expected: Any = None)
         if value is None and type(None) in typing.get_args(tp):
             return None
         return _coerce(value, _unwrap_optional(tp), path, ctx, expected=tp)
-    if origin is list and isinstance(value, list):
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):  # tuple: only tuple[X, ...]
         item = typing.get_args(tp)[0]
-        return [_coerce(v, item, f"{path}[{i}]", ctx) for i, v in enumerate(value)]
+        return origin(_coerce(v, item, f"{path}[{i}]", ctx) for i, v in enumerate(value))
     if origin is dict and isinstance(value, dict):
         item = typing.get_args(tp)[1]
         for key in value:
@@ -462,12 +462,20 @@ def _build(cls: type, data: Any, path: str, ctx: _Context) -> Any:
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and f.name not in data:
-            raise ctx.error(_join(path, f.name), f"missing required key ({f.metadata['help']})")
+            note = f" ({f.metadata['help']})" if "help" in f.metadata else ""
+            raise ctx.error(_join(path, f.name), f"missing required key{note}")
     kwargs = {key: _coerce(value, hints[key], _join(path, key), ctx) for key, value in data.items()}
     try:
         return cls(**kwargs)
     except FieldError as e:
         raise ctx.error(_join(path, e.field), e.message) from None
+
+
+def build_dataclass(cls: type, data: Any, source: str, path: str = "") -> Any:
+    """``data`` (e.g. parsed JSON) as dataclass ``cls`` with the suite loader's checks: unknown keys (with
+    the closest name), missing keys, wrong types. The ConfigError names ``source`` and the key path
+    (below ``path``), e.g. ``ckpt/config.json: config.dim: expected integer, got 'x' (string)``."""
+    return _build(cls, data, path, _Context(source))
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -261,13 +261,37 @@ def save_checkpoint(model: TokenShuffleLM, directory: str | Path, dtype: torch.d
     return directory
 
 
-def _checkpoint_files(path: Path) -> tuple[dict | None, Path]:
+CHECKPOINT_LAYOUT = (f"a checkpoint directory holding {CONFIG_FILE} ({{\"adapter\": ..., \"preset\": ..., \"config\": "
+                     f"{{TokenShuffleConfig fields}}}}) and {WEIGHTS_FILE} (or model.pt / model.bin), as "
+                     "save_checkpoint and `tsbench shapes train` write it; or a single weights file")
+
+
+def _read_config(path: Path) -> tuple[TokenShuffleConfig, str | None]:
+    """``config.json`` -> (config, preset); a file that is not a JSON object or holds a missing, unknown or
+    mistyped field is a CheckpointError naming the file, the field and CHECKPOINT_LAYOUT."""
+    from tsbench.config.suite import ConfigError, build_dataclass
+
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err}); expected {CHECKPOINT_LAYOUT}", path) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("preset"), (str, type(None))):
+        raise CheckpointError(f"{path}: expected a JSON object with a string 'preset'; expected {CHECKPOINT_LAYOUT}",
+                              path)
+    try:
+        return build_dataclass(TokenShuffleConfig, meta.get("config"), str(path), path="config"), meta.get("preset")
+    except ConfigError as err:
+        raise CheckpointError(f"{err}; expected {CHECKPOINT_LAYOUT}", path) from None
+
+
+def _checkpoint_files(path: Path) -> tuple[tuple[TokenShuffleConfig, str | None] | None, Path]:
     if path.is_dir():
-        config = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else None
+        config = _read_config(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else None
         for name in (WEIGHTS_FILE, "model.pt", "model.bin", "pytorch_model.bin"):
             if (path / name).is_file():
                 return config, path / name
-        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin) in the checkpoint directory")
+        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin); expected {CHECKPOINT_LAYOUT}",
+                              path)
     return None, path
 
 
@@ -281,8 +305,7 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
         checkpoint = trained_checkpoint(str(preset), window)
     meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
     if meta is not None:
-        fields = {**meta["config"], "vocabulary": tuple(meta["config"].get("vocabulary", ()))}
-        cfg, preset = TokenShuffleConfig(**fields), meta.get("preset", preset)
+        cfg, preset = meta[0], meta[1] or preset
         if window != cfg.window and window != 1:
             raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}")
     else:
@@ -298,7 +321,7 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
     with torch.device("meta" if meta_device else "cpu"):
         model = TokenShuffleLM(cfg, preset)
     if weights_path is not None:
-        load_strict(model, unwrap_state_dict(read_tensors(weights_path)), str(weights_path))
+        load_strict(model, unwrap_state_dict(read_tensors(weights_path, expected=CHECKPOINT_LAYOUT)), str(weights_path))
         model.weights = file_digest(weights_path)
         model.vq_weights = model.weights
     if vq_checkpoint:

@@ -6,24 +6,27 @@ each other. Any exception becomes the cell's status; the sweep goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 import tsbench
+from tsbench.config.suite import SuiteConfig, locate
 from tsbench.engine.generate import GuidanceConfig
 from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
 from tsbench.measure.latency import time_generation
 from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
 from tsbench.measure.throughput import largest_batch
+from tsbench.models.checkpoint import CheckpointError
 from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
@@ -40,12 +43,24 @@ def load_cell_model(cell: Cell):
     """The cell's model. Random weights are drawn from a fixed seed, so every process (each torchrun
     rank, each rerun) holds the same model and a cell's images do not depend on which process made them."""
     m = cell.config.model
-    with torch.random.fork_rng(devices=[]):  # leave the caller's CPU random state as it was
+    with torch.random.fork_rng(devices=[]), checkpoint_origin(cell.config):  # leave the CPU random state as it was
         torch.manual_seed(0)
         return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
                                   device=m.device, dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint,
                                   text_encoder=m.text_encoder, text_embeddings=m.text_embeddings, tokenizer=m.tokenizer,
                                   allow_pickled_args=m.allow_pickled_args)
+
+
+@contextlib.contextmanager
+def checkpoint_origin(config: SuiteConfig) -> Iterator[None]:
+    """Prefix a CheckpointError with the option its file came from (``--vq-checkpoint v.pt: model.vq_checkpoint:
+    ...``, or the suite line), since the adapter only knows the path."""
+    try:
+        yield
+    except CheckpointError as err:
+        vq = config.model.vq_checkpoint
+        key = "model.vq_checkpoint" if vq and err.path is not None and err.path == Path(vq) else "model.checkpoint"
+        raise CheckpointError(f"{locate(config, key)}: {key}: {err}", err.path) from None
 
 
 def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ home of such load-time checks: a new one is a function ``check(config)`` that ra
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from tsbench.config.registry import RegistryError
 from tsbench.config.suite import ConfigError, FieldError, SuiteConfig, locate
 from tsbench.engine.cfg import CFG_SCHEDULES
+from tsbench.models.checkpoint import CheckpointError, check_tensor_file
 from tsbench.runner.sweep import Cell
 
 CellCheck = Callable[[SuiteConfig], None]
@@ -47,6 +49,17 @@ def check_device(config: SuiteConfig) -> None:
         raise FieldError("model.device", problem)
 
 
+def check_checkpoint_files(config: SuiteConfig) -> None:
+    """A weights file (not a directory: its layout is the adapter's) must exist and have a readable header."""
+    for key in ("model.checkpoint", "model.vq_checkpoint"):
+        path = getattr(config.model, key.split(".")[1])
+        if path and not Path(path).is_dir():
+            try:
+                check_tensor_file(path)
+            except CheckpointError as err:
+                raise FieldError(key, str(err)) from None
+
+
 def check_cfg_schedule(config: SuiteConfig) -> None:
     try:
         CFG_SCHEDULES.get(config.workload.cfg_schedule)
@@ -56,7 +69,7 @@ def check_cfg_schedule(config: SuiteConfig) -> None:
 
 # The load-time checks, in the order their errors are listed. Checks of adapter, preset, window,
 # resolution, scorer and benchmark names plug in here.
-CELL_CHECKS: tuple[CellCheck, ...] = (check_device, check_cfg_schedule)
+CELL_CHECKS: tuple[CellCheck, ...] = (check_device, check_checkpoint_files, check_cfg_schedule)
 
 
 def validate_cells(cells: Iterable[Cell], checks: Iterable[CellCheck] = CELL_CHECKS) -> None:
