@@ -181,6 +181,8 @@ def vq_decode_flops(config: VQConfig, grid: tuple[int, int]) -> int:
 
 def _grid(resolution: int | tuple[int, int], downsample: int) -> tuple[int, int]:
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if h < 1 or w < 1:
+        raise ValueError(f"resolution {h}x{w} must be positive")
     if h % downsample or w % downsample:
         raise ValueError(f"resolution {h}x{w} is not a multiple of the VQ downsampling factor {downsample}")
     return h // downsample, w // downsample
@@ -199,6 +201,8 @@ def analytic_flops(model_or_config: nn.Module | Any, resolution: int | tuple[int
     spec, vq = _resolve(model_or_config, window)
     if spec.prompt_tokens is not None and prompt_tokens not in (None, spec.prompt_tokens):
         raise ValueError(f"this model always prefills {spec.prompt_tokens} positions, not {prompt_tokens}")
+    if prompt_tokens is not None and prompt_tokens < 1:  # a count, never negative FLOPs
+        raise ValueError(f"prompt_tokens must be >= 1, got {prompt_tokens}")
     t = spec.prompt_tokens or prompt_tokens or DEFAULT_PROMPT_TOKENS
     grid = _grid(resolution, vq.downsample)
     rows = 2 if cfg else 1
