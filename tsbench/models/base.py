@@ -23,6 +23,9 @@ class Conditioning:
     mask: torch.Tensor  # [rows, T] bool, False on left padding
     tokens: torch.Tensor | None = None  # [rows, T] unified-vocabulary ids (Token-Shuffle)
     embeddings: torch.Tensor | None = None  # [rows, T, d] precomputed inputs (LlamaGen captions)
+    # Prompts cut to the adapter's text budget (``text_budget`` tokens): the runner warns and records the count.
+    truncated: int = 0
+    text_budget: int | None = None
 
     @property
     def rows(self) -> int:

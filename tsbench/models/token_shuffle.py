@@ -157,8 +157,9 @@ class TokenShuffleLM(ARImageModel):
     # ---- conditioning -------------------------------------------------------------------------
     def condition(self, prompts: list[str], cfg: bool) -> Conditioning:
         """``[bos] text [soi]`` per prompt; the unconditional rows drop the text: ``[bos] [soi]``."""
-        bos, soi = self.tokenizer.bos_id, self.config.soi_id
-        rows = [[bos, *self.tokenizer.encode(p)[: self.config.max_text_tokens], soi] for p in prompts]
+        bos, soi, budget = self.tokenizer.bos_id, self.config.soi_id, self.config.max_text_tokens
+        texts = [self.tokenizer.encode(p) for p in prompts]
+        rows = [[bos, *text[:budget], soi] for text in texts]
         if cfg:
             rows += [[bos, soi]] * len(prompts)
         length = max(map(len, rows))
@@ -168,7 +169,8 @@ class TokenShuffleLM(ARImageModel):
         for i, row in enumerate(rows):  # left padding: every row ends at the same position
             tokens[i, length - len(row):] = torch.tensor(row)
             mask[i, length - len(row):] = True
-        return Conditioning(mask=mask.to(device), tokens=tokens.to(device))
+        return Conditioning(mask=mask.to(device), tokens=tokens.to(device),
+                            truncated=sum(len(text) > budget for text in texts), text_budget=budget)
 
     # ---- decoding -----------------------------------------------------------------------------
     def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:

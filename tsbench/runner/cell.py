@@ -82,11 +82,17 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     grid = model.grid(work.resolution)
     row["workload.visual_tokens"] = grid[0] * grid[1]
     row["workload.ar_steps"] = (grid[0] // model.window) * (grid[1] // model.window)
+    cond = model.condition(list(dict.fromkeys(prompts)), cfg=False)  # each distinct prompt once
+    row["workload.truncated_prompts"] = cond.truncated
+    if cond.truncated:
+        tqdm.write(f"warning: cell {cell.id}: {cond.truncated} of {len(cond.mask)} prompt(s) are longer than the "
+                   f"model's text budget ({cond.text_budget} tokens) and were cut (workload.truncated_prompts)",
+                   file=sys.stderr)
 
     if measure.flops:
         from tsbench.measure.flops import analytic_flops
 
-        prompt_tokens = int(model.condition(prompts, cfg=False).length)  # the padded batch length
+        prompt_tokens = int(cond.length)  # the padded length of the batch: its longest prompt
         flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
         row.update(flatten_row({"flops": flops.to_dict()}))
     if measure.latency:
