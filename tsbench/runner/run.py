@@ -47,9 +47,9 @@ def open_run(suite: SuiteConfig, run_dir: str | Path | None, force: bool,
     cells = expand_cells(suite)
     validate_cells(cells)
     store = RunStore(run_dir or Path(suite.output_dir) / suite.name)
+    done = {} if force else store.done_cells()  # read first: a damaged results file fails before any write
     if manifest:
         store.write_manifest(suite.to_dict(), cells, environment(suite.model.device))
-    done = {} if force else store.done_cells()
     return store, cells, [cell for cell in cells if done.get(cell.id) != cell.hash]
 
 
