@@ -126,3 +126,26 @@ def tiny_open_clip(folder: str | Path, name: str, seed: int = 0) -> Path:
     path = folder / "open_clip_pytorch_model.bin"
     torch.save(open_clip.create_model(name, pretrained=None).state_dict(), path)
     return path
+
+
+T5_WORDS = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "red": 4, "cat": 5}
+
+
+def tiny_t5(path: str | Path, width: int, seed: int = 0) -> Path:
+    """A 1-layer T5 encoder of width ``width`` with a six-word tokenizer (EOS appended), as a local
+    directory: LlamaGen's ``text_encoder`` option loads it like flan-t5-xl."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    tok = Tokenizer(models.WordLevel(T5_WORDS, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    path = Path(path)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                         unk_token="<unk>").save_pretrained(path)
+    torch.manual_seed(seed)
+    config = transformers.T5Config(vocab_size=len(T5_WORDS), d_model=width, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+    transformers.T5EncoderModel(config).eval().save_pretrained(path)
+    return path
+

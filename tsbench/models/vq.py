@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tsbench.models.checkpoint import load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.cost import VQDecode
 
 # LlamaGen keeps a rolling window of the last 65536 code ids as a persistent buffer for training
 # statistics; it is useless for inference but is in the checkpoint, so a strict load needs it.
@@ -279,6 +280,17 @@ class VQModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruction through the codebook, i.e. what the tokenizer preserves of an image."""
         return self.decode_codes(self.encode(images))
+
+
+def decode_cost(config: VQConfig) -> VQDecode:
+    """The decoder's entry in an adapter's cost model: built and run on the meta device when counted."""
+
+    def run_on_meta(grid: tuple[int, int]) -> torch.Tensor:
+        with torch.device("meta"):
+            vq = VQModel(config)
+        return vq.decode_codes(torch.zeros(1, *grid, dtype=torch.long, device="meta"))
+
+    return VQDecode(key=config, downsample=config.downsample, run_on_meta=run_on_meta)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
