@@ -149,3 +149,48 @@ def tiny_t5(path: str | Path, width: int, seed: int = 0) -> Path:
     transformers.T5EncoderModel(config).eval().save_pretrained(path)
     return path
 
+
+def _special_byte_tokenizer(specials: dict[str, int], **roles: str):
+    """Byte-level BPE without merges (bytes are ids 0..255) plus ``specials`` at their given ids."""
+    import transformers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab.update(specials)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
+
+
+def _perturb(model, seed: int, scale: float) -> None:
+    """Weights far from the tiny init, so greedy decisions differ from token to token."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+
+
+def tiny_janus(path: str | Path, seed: int = 0) -> Path:
+    """The ``janus`` adapter's ``tiny`` preset as a local transformers checkpoint (weights, byte tokenizer,
+    generation_config with boi_token_id), loadable with ``model.checkpoint``."""
+    import torch
+    import transformers
+
+    from tsbench.models.janus import JANUS_PRESETS, generation_config, janus_config
+
+    preset = JANUS_PRESETS["tiny"]
+    tok = _special_byte_tokenizer({"<bos>": preset.bos, "<eos>": preset.eos, "<pad>": preset.pad,
+                                   "<begin_of_image>": preset.boi, "<image_placeholder>": preset.image_token},
+                                  bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    torch.manual_seed(seed)
+    model = transformers.JanusForConditionalGeneration(janus_config(preset)).eval()
+    _perturb(model, seed, 0.2)
+    model.generation_config = generation_config(preset)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
