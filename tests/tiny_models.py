@@ -194,3 +194,24 @@ def tiny_janus(path: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def tiny_emu3(path: str | Path, seed: int = 0) -> Path:
+    """The ``emu3`` adapter's ``tiny`` preset as a local transformers checkpoint (weights with the
+    vocabulary map, byte tokenizer with Emu3's special tokens)."""
+    import torch
+    import transformers
+
+    from tsbench.models.emu3 import EMU3_PRESETS, SPECIAL, emu3_config
+
+    preset = EMU3_PRESETS["tiny"]
+    specials = {"<bos>": preset.bos, "<eos>": preset.eos, "<pad>": preset.pad,
+                **{SPECIAL[name]: token for name, token in preset.special}}
+    tok = _special_byte_tokenizer(specials, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    torch.manual_seed(seed)
+    model = transformers.Emu3ForConditionalGeneration(emu3_config(preset)).eval()
+    _perturb(model, seed, 0.2)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -16,6 +16,7 @@ ADAPTERS.register("token-shuffle", "tsbench.models.token_shuffle:ADAPTER")
 ADAPTERS.register("llamagen", "tsbench.models.llamagen:ADAPTER")
 ADAPTERS.register("llamagen-ts", "tsbench.models.llamagen:ADAPTER_TS")
 ADAPTERS.register("janus", "tsbench.models.janus:ADAPTER")
+ADAPTERS.register("emu3", "tsbench.models.emu3:ADAPTER")
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}

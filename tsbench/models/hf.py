@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tsbench.config.registry import suggest
 from tsbench.models.base import DecodeState
 from tsbench.models.checkpoint import CheckpointError
 
@@ -57,6 +58,24 @@ def checkpoint_files(path: str | Path, adapter: str, model_type: str, hint: str)
         raise CheckpointError(f"{root}: config.json has model_type {found!r}, adapter {adapter!r} reads "
                               f"{model_type!r} checkpoints in the transformers layout ({hint})")
     return weights
+
+
+def preset_spec(adapter: str, name: str, presets: dict[str, Any]) -> Any:
+    if name not in presets:
+        raise ValueError(f"unknown {adapter} preset {name!r}.{suggest(name, list(presets))} Known: {', '.join(presets)}")
+    return presets[name]
+
+
+def checkpoint_preset(adapter: str, preset: str | None, presets: dict[str, Any], text_config: Any, path: Path) -> str:
+    """The name a checkpoint's rows carry: the preset when given, which must then describe the checkpoint's
+    backbone (width and depth), else the directory's name."""
+    if preset is None:
+        return path.name
+    want = preset_spec(adapter, preset, presets)
+    if (want.hidden, want.layers) != (text_config.hidden_size, text_config.num_hidden_layers):
+        raise CheckpointError(f"{path}: a {text_config.num_hidden_layers}-layer, {text_config.hidden_size}-wide "
+                              f"checkpoint, not preset {preset!r} ({want.layers} layers, width {want.hidden})")
+    return preset
 
 
 def load_pretrained(model_class: type, path: str | Path, dtype: torch.dtype | None) -> nn.Module:

@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tsbench.config.registry import suggest
 from tsbench.config.suite import option
 from tsbench.models import hf
 from tsbench.models.base import PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, count_parameters, make_options
@@ -131,6 +130,10 @@ def _decode(vqmodel: nn.Module, codes: torch.Tensor) -> torch.Tensor:
     return vqmodel.decoder(vqmodel.post_quant_conv(z))
 
 
+def _downsample(vq_config: Any) -> int:
+    return 2 ** (len(vq_config.channel_multiplier) - 1)
+
+
 def _vq_cost(vq_config: Any) -> VQDecode:
     def run_on_meta(grid: tuple[int, int]) -> torch.Tensor:
         t = hf.transformers_module("janus")
@@ -138,8 +141,7 @@ def _vq_cost(vq_config: Any) -> VQDecode:
             vqmodel = t.JanusVQVAE(vq_config)
         return _decode(vqmodel, torch.zeros(1, *grid, dtype=torch.long, device="meta"))
 
-    return VQDecode(key=("janus", vq_config.to_json_string()), downsample=2 ** (len(vq_config.channel_multiplier) - 1),
-                    run_on_meta=run_on_meta)
+    return VQDecode(key=("janus", vq_config.to_json_string()), downsample=_downsample(vq_config), run_on_meta=run_on_meta)
 
 
 class JanusT2I(ARImageModel):
@@ -165,7 +167,7 @@ class JanusT2I(ARImageModel):
 
     @property
     def downsample(self) -> int:
-        return 2 ** (len(self.hf.config.vq_config.channel_multiplier) - 1)
+        return _downsample(self.hf.config.vq_config)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return _decode(self.hf.model.vqmodel, codes)
@@ -261,21 +263,6 @@ def _checkpoint_ids(path: Path) -> JanusIds:
     return JanusIds(bos=gen["bos_token_id"], pad=gen["pad_token_id"], boi=boi)
 
 
-def _check_preset(preset: str | None, config: Any, path: Path) -> str:
-    """With a checkpoint the preset is its name: it must describe the checkpoint's backbone."""
-    text = config.text_config
-    if preset is None:
-        return path.name
-    if preset not in JANUS_PRESETS:
-        raise ValueError(f"unknown janus preset {preset!r}.{suggest(preset, list(JANUS_PRESETS))} "
-                         f"Known: {', '.join(JANUS_PRESETS)}")
-    want = JANUS_PRESETS[preset]
-    if (want.hidden, want.layers) != (text.hidden_size, text.num_hidden_layers):
-        raise CheckpointError(f"{path}: a {text.num_hidden_layers}-layer, {text.hidden_size}-wide checkpoint, "
-                              f"not preset {preset!r} ({want.layers} layers, width {want.hidden})")
-    return preset
-
-
 def build_janus(preset: str | None = None, checkpoint: str | None = None, window: int | None = None,
                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                 options: JanusOptions | dict | None = None, **option_kwargs: Any) -> JanusT2I:
@@ -287,10 +274,7 @@ def build_janus(preset: str | None = None, checkpoint: str | None = None, window
     window = window or 1
     if checkpoint is None:
         name = preset or "janus-pro-7b"
-        if name not in JANUS_PRESETS:
-            raise ValueError(f"unknown janus preset {name!r}.{suggest(name, list(JANUS_PRESETS))} "
-                             f"Known: {', '.join(JANUS_PRESETS)}")
-        spec = JANUS_PRESETS[name]
+        spec = hf.preset_spec("janus", name, JANUS_PRESETS)
         model = hf.build_random(t.JanusForConditionalGeneration, janus_config(spec), device)
         ids, tokenizer, weights = JanusIds(spec.bos, spec.pad, spec.boi), ByteTokenizer(), "random"
     else:
@@ -298,7 +282,7 @@ def build_janus(preset: str | None = None, checkpoint: str | None = None, window
         files = hf.checkpoint_files(path, "janus", "janus", DOWNLOAD_HINT)
         ids = _checkpoint_ids(path)
         model = hf.load_pretrained(t.JanusForConditionalGeneration, path, dtype)
-        name = _check_preset(preset, model.config, path)
+        name = hf.checkpoint_preset("janus", preset, JANUS_PRESETS, model.config.text_config, path)
         tokenizer, weights = HFTokenizer(str(path), local_files_only=True), files_digest(files)
     model.eval()
     with torch.device("meta" if torch.device(device).type == "meta" else "cpu"):
