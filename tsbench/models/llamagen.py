@@ -40,7 +40,7 @@ from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict,
 from tsbench.models.cost import CostModel, Shuffle, TextEncoder, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, attend, attention_mask
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid
-from tsbench.models.vq import decode_cost, get_vq_config
+from tsbench.models.vq import VQOptions, decode_cost, get_vq_config
 
 # sample_t2i.py / sample_t2i_ddp.py command-line defaults; the engine applies them, the adapter never samples
 LLAMAGEN_SAMPLING_DEFAULTS: dict[str, float] = {"cfg_scale": 7.5, "top_k": 1000, "top_p": 1.0, "temperature": 1.0}
@@ -635,18 +635,13 @@ def build_vq(name: str, checkpoint: str | None, device: torch.device | str,
 
 
 @dataclass(frozen=True)
-class LlamaGenOptions:
+class LlamaGenOptions(VQOptions):
     """Settings of the llamagen adapters beyond the common model axes."""
 
-    vq: str | None = option("VQ tokenizer preset overriding the model's (tsbench.models.vq)", default=None)
-    vq_checkpoint: str | None = option("VQ tokenizer weights, e.g. LlamaGen's vq_ds16_t2i.pt; null: random",
-                                       default=None)
     text_encoder: str | None = option("FLAN-T5 encoder name or local path (the released model: flan-t5-xl)",
                                       default=None)
     text_embeddings: str | None = option("precomputed caption features (write_text_embeddings) instead of an "
                                          "encoder", default=None)
-    allow_pickled_args: bool = option("accept training checkpoints that pickle argparse args (only "
-                                      "argparse.Namespace is allowed; warns)", default=False)
 
     def __post_init__(self) -> None:
         if self.text_encoder and self.text_embeddings:

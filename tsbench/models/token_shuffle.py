@@ -23,7 +23,7 @@ from tsbench.models.cost import CostModel, Shuffle, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_tables
 from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
-from tsbench.models.vq import VQModel, decode_cost, get_vq_config
+from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
 
 
 @dataclass(frozen=True)
@@ -285,15 +285,11 @@ def _checkpoint_files(path: Path) -> tuple[dict | None, Path]:
 
 
 @dataclass(frozen=True)
-class TokenShuffleOptions:
+class TokenShuffleOptions(VQOptions):
     """Settings of the token-shuffle adapter beyond the common model axes."""
 
-    vq: str | None = option("VQ tokenizer preset overriding the model's (tsbench.models.vq)", default=None)
-    vq_checkpoint: str | None = option("VQ tokenizer weights; null keeps the checkpoint's own or random ones",
-                                       default=None)
     tokenizer: str | None = option("text tokenizer: 'bytes' (default) or a Hugging Face tokenizer name or path",
                                    default=None)
-    allow_pickled_args: bool = option("accept a VQ checkpoint that pickles argparse args (warns)", default=False)
 
 
 def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int | None = None,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tsbench.config.suite import option
 from tsbench.models.checkpoint import load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import VQDecode
 
@@ -280,6 +281,17 @@ class VQModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruction through the codebook, i.e. what the tokenizer preserves of an image."""
         return self.decode_codes(self.encode(images))
+
+
+@dataclass(frozen=True)
+class VQOptions:
+    """Options of the adapters that use this tokenizer (token-shuffle, llamagen); theirs extend these."""
+
+    vq: str | None = option("VQ tokenizer preset overriding the model's (tsbench.models.vq)", default=None)
+    vq_checkpoint: str | None = option("VQ tokenizer weights, e.g. LlamaGen's vq_ds16_t2i.pt; null keeps the "
+                                       "checkpoint's own or random ones", default=None)
+    allow_pickled_args: bool = option("accept checkpoints that also pickle argparse args (LlamaGen training "
+                                      "files; only argparse.Namespace is allowed; warns)", default=False)
 
 
 def decode_cost(config: VQConfig) -> VQDecode:
