@@ -317,3 +317,23 @@ def test_cli_report(real_run: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "index.html" in capsys.readouterr().out
     manifest = json.loads((real_run / "manifest.json").read_text())
     assert manifest["suite"]["workload"]["prompts"] == [XSS_PROMPT]
+
+
+def test_cost_only_rows_never_show_quality_and_rows_carry_the_real_window(tmp_path: Path) -> None:
+    """A partial-random row (trained backbone, new shuffle modules) keeps its cost but no quality, so no
+    table or plot sets it beside trained models; a null config window reads as the window the model ran."""
+    run_dir = tmp_path / "run"
+    store = RunStore(run_dir)
+    trained = _row(256, 1, "constant")
+    shuffled = {**_row(256, 2, "constant"), "model.weights": "partial-random", "config.model.window": None,
+                "model.window": 2}
+    for row in (trained, shuffled):
+        store.append(row)
+    cells = load_cells([run_dir]).set_index("cell_id")
+    assert cells.loc[shuffled["cell_id"], "window"] == 2
+    assert pd.isna(cells.loc[shuffled["cell_id"], "quality.vqascore.overall"])
+    assert cells.loc[trained["cell_id"], "quality.vqascore.overall"] == trained["quality.vqascore.overall"]
+    frame = tidy(load_cells([run_dir]))
+    quality = frame[frame["metric"].str.startswith("quality.")]
+    assert set(quality["weights"]) == {"abc123"}
+    assert "flops.total" in set(frame.loc[frame["weights"] == "partial-random", "metric"])

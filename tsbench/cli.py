@@ -33,10 +33,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tsbench.runner.run import run_suite, summary_table
 
     overrides = list(args.set or [])
-    for flag, key in ((args.checkpoint, "model.checkpoint"), (args.vq_checkpoint, "model.vq_checkpoint"),
+    for flag, key in ((args.checkpoint, "model.checkpoint"), (args.vq_checkpoint, "model.options.vq_checkpoint"),
                       (args.limit, "quality.limit"),
                       (args.data_dir, "quality.data_dir"), (args.device, "model.device"),
-                      (args.allow_pickled_args or None, "model.allow_pickled_args")):
+                      (args.allow_pickled_args or None, "model.options.allow_pickled_args")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     suite = load_suite(_suite_path(args.suite), overrides)
@@ -82,6 +82,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     tables: dict[str, Callable[[], object]] = {
         "adapters": tsbench.list_adapters,
         "presets": tsbench.list_presets,
+        "options": _adapter_options,
         "schedules": tsbench.list_schedules,
         "suites": lambda: sorted(p.stem for p in Path("suites").glob("*.yaml")),
         "benchmarks": PROMPT_SUITES.names,
@@ -92,10 +93,22 @@ def cmd_list(args: argparse.Namespace) -> int:
         if isinstance(value, dict):
             print(f"{what}:")
             for key, names in value.items():
-                print(f"  {key}: {', '.join(names)}")
+                sep = "\n    " if what == "options" else ", "  # option lines carry their help text
+                print(f"  {key}:{sep if what == 'options' else ' '}{sep.join(names)}")
         else:
             print(f"{what}: {', '.join(value)}")
     return EXIT_OK
+
+
+def _adapter_options() -> dict[str, list[str]]:
+    """Each adapter's ``model.options``: name=default (help)."""
+    import dataclasses
+
+    from tsbench.models import ADAPTERS
+
+    return {name: [f"{f.name}={f.default!r} ({f.metadata.get('help', '')})"
+                   for f in dataclasses.fields(ADAPTERS.get(name).options)] or ["(none)"]
+            for name in ADAPTERS.names()}
 
 
 def cmd_cfg_schedules(args: argparse.Namespace) -> int:
@@ -219,13 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a YAML suite (every cell of its sweep)")
     p.add_argument("suite", help="suite YAML path, or a name in ./suites")
     p.add_argument("--checkpoint", help="weights (directory or file); sets model.checkpoint")
-    p.add_argument("--vq-checkpoint", help="VQ tokenizer weights; sets model.vq_checkpoint")
+    p.add_argument("--vq-checkpoint", help="VQ tokenizer weights; sets model.options.vq_checkpoint")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a dotted config key (repeatable)")
     p.add_argument("--limit", type=int, help="use only the first N benchmark prompts")
     p.add_argument("--data-dir", help="local copy of the benchmark's official files")
     p.add_argument("--device", help="torch device, e.g. cuda")
     p.add_argument("--allow-pickled-args", action="store_true",
-                   help="load LlamaGen training checkpoints that also pickle argparse args (warns)")
+                   help="load LlamaGen training checkpoints that also pickle argparse args (warns); sets "
+                        "model.options.allow_pickled_args")
     p.add_argument("--run-dir", help="results directory (default: <output_dir>/<suite name>)")
     p.add_argument("--force", action="store_true", help="rerun cells that are already done")
     p.add_argument("--scorer-python", help="python of a separate environment for the t2v-metrics scorer")
@@ -238,14 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", default="token-shuffle")
     p.add_argument("--preset", default="ts-2.7b")
     p.add_argument("--resolution", type=int, default=1024)
-    p.add_argument("--window", type=int, default=1)
+    p.add_argument("--window", type=int, default=None, help="shuffle window (default: the model's own)")
     p.add_argument("--cfg", action=argparse.BooleanOptionalAction, default=True, help="count both CFG branches")
     p.add_argument("--prompt-tokens", type=int, default=None, help="prompt length T (default: the adapter's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
 
-    p = sub.add_parser("list", help="list adapters, presets, schedules, suites, benchmarks, scorers")
-    p.add_argument("what", nargs="?", choices=["adapters", "presets", "schedules", "suites", "benchmarks", "scorers"])
+    p = sub.add_parser("list", help="list adapters, presets, adapter options, schedules, suites, benchmarks, "
+                                    "scorers")
+    p.add_argument("what", nargs="?",
+                   choices=["adapters", "presets", "options", "schedules", "suites", "benchmarks", "scorers"])
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("cfg-schedules", help="print (and plot) the CFG schedules")

@@ -56,36 +56,56 @@ def _require(ok: bool, field_name: str, message: str) -> None:
 
 def _help(text: str, **kwargs: Any) -> Any:
     """A dataclass field documented for ``--help`` output and generated docs."""
-    return field(metadata={"help": text}, **kwargs)
+    return field(metadata={"help": text, **kwargs.pop("metadata", {})}, **kwargs)
+
+
+def option(text: str, **kwargs: Any) -> Any:
+    """A documented field of an adapter's options dataclass (``model.options``)."""
+    return _help(text, **kwargs)
+
+
+def adapter_options_class(adapter: str) -> type:
+    """The options dataclass an adapter declares. The adapter registry lives with the models; it is
+    reached here lazily, by name, so importing the config layer imports no model code."""
+    from tsbench.models import ADAPTERS
+
+    return ADAPTERS.get(adapter).options
 
 
 @dataclass
 class ModelConfig:
-    """Which model runs, with which weights, precision and device."""
+    """Which model runs, with which weights, precision and device; ``options`` are the adapter's own."""
 
     adapter: str = _help("model adapter name (adapter registry)", default="token-shuffle")
-    preset: str | None = _help("architecture preset of the adapter", default="small")
-    checkpoint: str | None = _help("weights file; null means random initialisation", default=None)
-    window: int = _help("Token-Shuffle window size s: s*s visual tokens fused per AR step", default=1)
+    preset: str | None = _help("architecture preset of the adapter; null means the adapter's default", default=None)
+    checkpoint: str | None = _help("weights (file or directory); null means random initialisation", default=None)
+    window: int | None = _help("Token-Shuffle window size s (s*s visual tokens per AR step); null means the "
+                               "model's own: the checkpoint's, else the adapter's default", default=None)
     dtype: str = _help(f"compute dtype, one of {', '.join(DTYPES)}", default="float32")
     device: str = _help("torch device, e.g. 'cpu' or 'cuda'", default="cpu")
-    vq: str | None = _help("VQ tokenizer preset overriding the adapter's default", default=None)
-    vq_checkpoint: str | None = _help("VQ tokenizer weights (e.g. LlamaGen's vq_ds16_t2i.pt); null keeps the "
-                                      "checkpoint's own or random weights", default=None)
-    text_encoder: str | None = _help("text encoder name or path overriding the adapter's default", default=None)
-    tokenizer: str | None = _help("text tokenizer of the token-shuffle adapter: 'bytes' (default) or a Hugging Face "
-                                  "tokenizer name or path", default=None)
-    text_embeddings: str | None = _help("precomputed text embeddings file used instead of a text encoder",
-                                        default=None)
-    allow_pickled_args: bool = _help("accept LlamaGen training checkpoints that pickle argparse args "
-                                     "(only argparse.Namespace is allowed; warns)", default=False)
+    options: dict[str, Any] = _help("the adapter's own options (its options dataclass; see 'tsbench list options')",
+                                    default_factory=dict, metadata={"options_of": "adapter"})
 
     def __post_init__(self) -> None:
         _require(bool(self.adapter), "adapter", "must be a non-empty string")
-        _require(self.window >= 1, "window", f"must be an integer >= 1, got {self.window!r}")
+        _require(self.window is None or self.window >= 1, "window", f"must be an integer >= 1 or null, got {self.window!r}")
         _require(self.dtype in DTYPES, "dtype",
                  f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}.{suggest(self.dtype, list(DTYPES))}")
         _require(bool(self.device), "device", "must be a non-empty string such as 'cpu' or 'cuda'")
+        options_class = _options_class(self.adapter)
+        if not isinstance(self.options, options_class):  # a mapping given in Python; the loader builds the class
+            try:
+                self.options = options_class(**dict(self.options))
+            except TypeError as err:
+                raise FieldError("options", f"{err}; the options of adapter {self.adapter!r} are "
+                                            f"{', '.join(f.name for f in dataclasses.fields(options_class))}") from None
+
+
+def _options_class(adapter: str) -> type:
+    try:
+        return adapter_options_class(adapter)
+    except KeyError as err:  # RegistryError: unknown adapter, with a suggestion
+        raise FieldError("adapter", str(err)) from None
 
 
 @dataclass
@@ -223,8 +243,19 @@ class SuiteConfig:
         _require(bool(self.name), "name", "must be a non-empty string")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict; ``suite_from_dict(cfg.to_dict())`` gives an equal config."""
-        return dataclasses.asdict(self)
+        """Plain nested dict; ``suite_from_dict(cfg.to_dict())`` gives an equal config. Adapter options
+        appear only where they differ from the adapter's defaults, so a sweep cell that switches
+        ``model.adapter`` does not inherit option names the other adapter does not have."""
+        data = dataclasses.asdict(self)
+        data["model"]["options"] = changed_options(self.model.options)
+        return data
+
+
+def changed_options(options: Any) -> dict[str, Any]:
+    """The fields of an options dataclass that differ from their defaults."""
+    defaults = type(options)()
+    return {f.name: copy.deepcopy(getattr(options, f.name)) for f in dataclasses.fields(options)
+            if getattr(options, f.name) != getattr(defaults, f.name)}
 
 
 def _require_sweep_key(field_name: str, key: str) -> None:
@@ -340,6 +371,12 @@ class _Context:
     def error(self, path: str, message: str) -> ConfigError:
         return ConfigError(f"{self.where(path)}: {path or 'top level'}: {message}{self.note}")
 
+    def noting(self, note: str) -> "_Context":
+        """The same locations, with ``note`` added to every error (e.g. whose options are checked)."""
+        other = _Context(self.source, self.lines, note + self.note)
+        other.origins = self.origins
+        return other
+
 
 def _is_under(path: str, key: str) -> bool:
     return path == key or path.startswith((f"{key}.", f"{key}["))
@@ -411,17 +448,48 @@ def _build(cls: type, data: Any, path: str, ctx: _Context) -> Any:
     hints = _hints(cls)
     for key in data:
         if key not in hints:
-            hint = suggest(str(key), list(hints)) or f" Valid keys: {', '.join(hints)}."
+            hint = suggest(str(key), list(hints)) or _option_hint(cls, data, str(key), path) or \
+                f" Valid keys: {', '.join(hints)}."
             raise ctx.error(_join(path, key), f"unknown key.{hint}")
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and f.name not in data:
             raise ctx.error(_join(path, f.name), f"missing required key ({f.metadata['help']})")
     kwargs = {key: _coerce(value, hints[key], _join(path, key), ctx) for key, value in data.items()}
+    for f in dataclasses.fields(cls):
+        if "options_of" in f.metadata:  # an adapter's own options: built into the class that adapter declares
+            owner = kwargs.get(f.metadata["options_of"], _default(cls, f.metadata["options_of"]))
+            try:
+                options_class = _options_class(owner)
+            except FieldError as e:
+                raise ctx.error(_join(path, e.field), e.message) from None
+            kwargs[f.name] = _build(options_class, kwargs.get(f.name), _join(path, f.name),
+                                    ctx.noting(f" (options of adapter {owner!r})"))
     try:
         return cls(**kwargs)
     except FieldError as e:
         raise ctx.error(_join(path, e.field), e.message) from None
+
+
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _option_hint(cls: type, data: dict[str, Any], key: str, path: str) -> str:
+    """' It is an option of adapter X: write it under model.options.' for a key one level too high."""
+    for f in dataclasses.fields(cls):
+        owner_field = f.metadata.get("options_of")
+        if owner_field is None:
+            continue
+        owner = data.get(owner_field, _default(cls, owner_field))
+        try:
+            names = [o.name for o in dataclasses.fields(_options_class(owner))]
+        except FieldError:
+            return ""
+        if key in names:
+            return f" {key!r} is an option of adapter {owner!r}: write it under {_join(path, f.name)}.{key}."
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -43,9 +43,7 @@ def load_cell_model(cell: Cell):
     with torch.random.fork_rng(devices=[]):  # leave the caller's CPU random state as it was
         torch.manual_seed(0)
         return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
-                                  device=m.device, dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint,
-                                  text_encoder=m.text_encoder, text_embeddings=m.text_embeddings, tokenizer=m.tokenizer,
-                                  allow_pickled_args=m.allow_pickled_args)
+                                  device=m.device, dtype=m.dtype, options=m.options)
 
 
 def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
@@ -71,7 +69,7 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     if measure.flops:
         from tsbench.measure.flops import analytic_flops
 
-        prompt_tokens = int(model.condition(prompts, cfg=False).length)  # the padded batch length
+        prompt_tokens = int(model.condition(prompts, cfg=guidance.enabled, grid=grid).length)  # padded batch length
         flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
         row.update(flatten_row({"flops": flops.to_dict()}))
     if measure.latency:
