@@ -194,12 +194,14 @@ def sections(cells: pd.DataFrame, baselines: pd.DataFrame) -> list[dict[str, Any
 
 def _our_row(row: pd.Series, scorer: str, tags: list[str], several_runs: bool) -> list[dict[str, str]]:
     name = f"{row['run']}: {row['cell_id']}" if several_runs else row["cell_id"]
-    summary = row.get(column(scorer, "summary"))
-    notes = "partial: coverage " + ", ".join(f"{t} {prompts_used(row, scorer, t)}" for t in tags
-                                             if prompts_used(row, scorer, t) != MISSING) if summary != COMPLETE else ""
+    images = _int(row.get("quality.images_per_prompt"))
+    notes = [f"{images} image{'s' if images != 1 else ''} per prompt"] if images else []
+    if row.get(column(scorer, "summary")) != COMPLETE:
+        notes.append("partial: coverage " + ", ".join(f"{t} {prompts_used(row, scorer, t)}" for t in tags
+                                                      if prompts_used(row, scorer, t) != MISSING))
     used = row.get("quality.text_used")
     return [_text(name), _text(TEXT_USED.get(used, used)), *[number_cell(row, scorer, t) for t in tags],
-            _text(prompt_set(row)), _text("this run"), _text(notes)]
+            _text(prompt_set(row)), _text("this run"), _text("; ".join(notes))]
 
 
 def _published_rows(rows: pd.DataFrame, tags: list[str]) -> list[list[dict[str, str]]]:
