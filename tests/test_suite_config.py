@@ -49,7 +49,7 @@ def test_full_file_round_trips(tmp_path: Path) -> None:
           cfg_interval: [0, 0.5]
           top_p: 0.9
           prompts: [a cat]
-        quality: {benchmark: txt, path: p.txt, scorers: [clip], scorer_options: {clip: {model: b32}}}
+        quality: {benchmark: txt, path: p.txt, scorers: [clipscore], scorer_options: {clipscore: {model: b32}}}
         sweep:
           grid: {model.window: [1, 2]}
     """))
@@ -57,7 +57,7 @@ def test_full_file_round_trips(tmp_path: Path) -> None:
     assert suite.workload.cfg_interval == [0.0, 0.5]
     assert suite.sweep == SweepConfig(grid={"model.window": [1, 2]})
     assert suite_from_dict(suite.to_dict()) == suite
-    assert get_key(suite, "quality.scorer_options.clip") == {"model": "b32"}
+    assert get_key(suite, "quality.scorer_options.clipscore") == {"model": "b32"}
 
 
 def test_unknown_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
@@ -96,8 +96,16 @@ def test_wrong_type_reports_expected_type(tmp_path: Path, text: str, expected: s
     ("model: {dtype: float61}", "model.dtype: must be one of float32, bfloat16, float16, got 'float61'. "
                                 "Did you mean 'float16'"),
     ("model: {window: 0}", "model.window: must be an integer >= 1 or null, got 0"),
-    ("quality: {benchmark: genai}", "quality.benchmark: must be one of genai-bench"),
+    ("quality: {benchmark: genai}", "quality.benchmark: unknown benchmark 'genai'. Did you mean"),
     ("quality: {benchmark: jsonl}", "quality.path: is required when benchmark is 'jsonl'"),
+    ("quality: {benchmark: genai-bench, version: '600'}", "quality.version: GenAI-Bench has no version '600'; "
+                                                          "choose one of 527, 1600 (default 1600)"),
+    ("quality: {benchmark: geneval, path: p.txt}", "quality.path: GenEval reads its own prompts"),
+    ("quality: {scorers: [shapes-orcle]}", "quality.scorers[0]: unknown scorer 'shapes-orcle'. Did you mean "
+                                           "'shapes-oracle'?"),
+    ("quality: {scorer_options: {clip: {}}}", "quality.scorer_options.clip: unknown scorer 'clip'. Did you mean "
+                                              "'clipscore'?"),
+    ("quality: {bootstrap_resamples: -1}", "quality.bootstrap_resamples: must be >= 0"),
 ])
 def test_bad_value_reports_line_value_and_expectation(tmp_path: Path, text: str, expected: str) -> None:
     message = load_error(tmp_path, "name: demo\n" + text + "\n")

@@ -21,10 +21,10 @@ from typing import Any, Iterable, Mapping, Union
 
 import yaml
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import RegistryError, registry, suggest
+from tsbench.stats import DEFAULT_RESAMPLES
 
 DTYPES = ("float32", "bfloat16", "float16")
-BENCHMARKS = ("genai-bench", "geneval", "shapes", "txt", "jsonl")
 # The axes that decide what a cell measures; their values make up the cell hash.
 AXES = ("model", "workload", "measure", "quality")
 # Largest images and smallest windows first, so out-of-memory cells surface early.
@@ -163,10 +163,9 @@ class MeasureConfig:
 class QualityConfig:
     """Which prompt benchmark is generated and how the images are scored."""
 
-    benchmark: str | None = _help(f"prompt benchmark, one of {', '.join(BENCHMARKS)}; null skips quality",
-                                  default=None)
-    version: str | None = _help("benchmark version (recorded; scores of versions are not comparable)",
-                                default=None)
+    benchmark: str | None = _help("prompt benchmark (`tsbench list benchmarks`); null skips quality", default=None)
+    version: str | None = _help("benchmark version; null is the benchmark's default (scores of versions are not "
+                                "comparable)", default=None)
     data_dir: str | None = _help("directory holding the benchmark data", default=None)
     path: str | None = _help("prompt file for the 'txt' and 'jsonl' benchmarks", default=None)
     limit: int | None = _help("use only the first N prompts; null uses all", default=None)
@@ -174,17 +173,36 @@ class QualityConfig:
     scorers: list[str] = _help("scorer names (scorer registry)", default_factory=list)
     scorer_options: dict[str, Any] = _help("scorer name -> keyword options", default_factory=dict)
     rewrites: str | None = _help("file of rewritten prompts; null uses the original prompts", default=None)
+    bootstrap_resamples: int = _help("bootstrap resamples of the prompts behind each 95 % confidence interval "
+                                     "(fixed seed); 0 leaves the intervals out", default=DEFAULT_RESAMPLES)
 
     def __post_init__(self) -> None:
-        _require(self.benchmark is None or self.benchmark in BENCHMARKS, "benchmark",
-                 f"must be one of {', '.join(BENCHMARKS)} or null, got {self.benchmark!r}."
-                 f"{suggest(str(self.benchmark), list(BENCHMARKS))}")
-        _require(self.benchmark not in ("txt", "jsonl") or bool(self.path), "path",
-                 f"is required when benchmark is {self.benchmark!r}")
+        if self.benchmark is not None:
+            benchmark = _registered("benchmark", "benchmark", self.benchmark)
+            problem = benchmark.check(self.version, self.path)
+            if problem is not None:
+                raise FieldError(*problem)
         _require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or null, got {self.limit!r}")
         _require(self.images_per_prompt >= 1, "images_per_prompt",
                  f"must be >= 1, got {self.images_per_prompt!r}")
         _require(len(set(self.scorers)) == len(self.scorers), "scorers", f"lists a scorer twice: {self.scorers!r}")
+        for i, name in enumerate(self.scorers):
+            _registered("scorer", f"scorers[{i}]", name, resolve=False)
+        for name in self.scorer_options:
+            _registered("scorer", f"scorer_options.{name}", name, resolve=False)
+        _require(self.bootstrap_resamples >= 0, "bootstrap_resamples",
+                 f"must be >= 0 (0: no intervals), got {self.bootstrap_resamples!r}")
+
+
+def _registered(kind: str, field_name: str, name: str, resolve: bool = True) -> Any:
+    """The registry entry ``name`` of ``kind`` (or just its presence), as a field error naming close names."""
+    entries = registry(kind)
+    if not resolve and name in entries:
+        return None
+    try:
+        return entries.get(name)
+    except RegistryError as err:
+        raise FieldError(field_name, str(err)) from None
 
 
 @dataclass

@@ -39,11 +39,12 @@ ID_COLUMNS = ["run", "suite", "cell_id", "status", *CONFIG_COLUMNS]
 INTEGER_COLUMNS = ("window", "resolution", "batch_size")
 METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "workload.", "model.params",
                    "cell_seconds")
-NOT_METRICS = ("quality.prompts", "quality.images_per_prompt")
+NOT_METRICS = ("quality.prompts", "quality.images_per_prompt", "quality.benchmark_prompts")
 # Weights that make a row cost-only: new, untrained modules around a trained backbone. Their quality
 # columns are dropped, so no table or plot sets them beside trained models' quality.
 COST_ONLY_WEIGHTS = ("partial-random",)
 HIGHER_IS_BETTER = ("throughput.", "quality.")
+KEY_FORMATS = {"window": "s = {}", "resolution": "{} px", "batch_size": "batch {}", "cfg_scale": "cfg {:g}"}
 
 
 def is_metric(column: str) -> bool:
@@ -53,9 +54,19 @@ def is_metric(column: str) -> bool:
             and not column.endswith(".raw") and column not in NOT_METRICS)
 
 
-def higher_is_better(metric: str) -> bool:
-    """Quality and throughput grow with goodness; time, FLOPs and memory shrink."""
+def higher_is_better(metric: str, cells: pd.DataFrame | None = None) -> bool:
+    """Throughput grows with goodness; time, FLOPs and memory shrink; a quality column goes the way its
+    scorer declared (``quality.<scorer>.direction`` in ``cells``), higher by default."""
+    if metric.startswith("quality.") and cells is not None:
+        direction = f"quality.{metric.split('.')[1]}.direction"
+        if direction in cells and (cells[direction] == "lower").any():
+            return False
     return metric.startswith(HIGHER_IS_BETTER)
+
+
+def key_text(key: str, value: Any) -> str:
+    """A config value as the report writes it: 's = 2', '512 px', 'constant'."""
+    return KEY_FORMATS.get(key, "{}").format(value) if pd.notna(value) else f"{key} ?"
 
 
 def run_labels(run_dirs: Iterable[str | Path]) -> list[str]:
