@@ -200,7 +200,7 @@ def test_broken_weights_file_is_refused_before_any_cell(tmp_path: Path, capsys, 
     (tmp_path / name).write_bytes(data)
     code, _, err = cli(capsys, "run", write_suite(tmp_path / "s.yaml"), "--vq-checkpoint", tmp_path / name,
                        "--run-dir", tmp_path / "run")
-    assert code == 2 and f"--vq-checkpoint {tmp_path / name}: model.vq_checkpoint: {tmp_path / name}: {message}" in err
+    assert code == 2 and f"--vq-checkpoint {tmp_path / name}: model.options.vq_checkpoint: {tmp_path / name}: {message}" in err
     assert "expected a .safetensors file, or a torch file" in err and not (tmp_path / "run").exists()
 
 

@@ -22,7 +22,7 @@ from tsbench.cli import main
 from tsbench.human.images import HumanEvalError, build_study, load_cells, resolve_cell
 from tsbench.human.schedule import Schedule
 from tsbench.human.store import Pair, VoteStore
-from tsbench.human.summary import agreement, bootstrap_interval, bradley_terry, pair_rates, summarize
+from tsbench.human.summary import agreement, bradley_terry, pair_rates, strengths, summarize
 
 ALL_LEFT = {"alignment": "left", "flaws": "left", "appearance": "left"}
 
@@ -361,21 +361,43 @@ def test_cli_errors_and_summarize_json(tmp_path: Path, capsys) -> None:
 
 
 # ---- summary statistics on hand-computable cases -------------------------------------------------------
-def test_bootstrap_interval_over_units() -> None:
+def test_rate_intervals_resample_prompts() -> None:
     # two prompts, one won and one lost: a resample holds 0, 1 or 2 copies of the won one, so the win
-    # rate is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4 -> the 95 % interval is [0, 1]
-    units = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    low, high = bootstrap_interval(units, lambda s: s / s.sum(axis=1, keepdims=True))
-    assert low[0] == 0.0 and high[0] == 1.0 and low[1] == high[1] == 0.0
-    draws = bootstrap_interval(units, lambda s: s[:, :1] / 2, level=0.0)  # the median resample
-    assert draws[0][0] == pytest.approx(0.5)
-    same = np.array([[2.0, 1.0, 1.0]] * 5)  # identical prompts: no spread
-    low, high = bootstrap_interval(same, lambda s: s / s.sum(axis=1, keepdims=True))
-    assert np.allclose(low, [0.5, 0.25, 0.25]) and np.allclose(high, low)
-    assert bootstrap_interval(units[:1], lambda s: s) is None
-    again = bootstrap_interval(np.arange(30.0).reshape(10, 3), lambda s: s / s.sum(axis=1, keepdims=True))
-    assert np.array_equal(again[0], bootstrap_interval(np.arange(30.0).reshape(10, 3),
-                                                      lambda s: s / s.sum(axis=1, keepdims=True))[0])  # fixed seed
+    # rate is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4 -> the 95 % interval is [0, 1]; no tie ever
+    (row,) = pair_rates(_votes({(1, 2): [("p0", "a"), ("p1", "b")]}), {1: "s1", 2: "s2"})
+    assert row["win_ci"] == [0.0, 1.0] and row["lose_ci"] == [0.0, 1.0] and row["tie_ci"] == [0.0, 0.0]
+    # a prompt's votes move together: five prompts, each with the same two wins, a tie and a loss (two
+    # raters, two seeds), give every resample the same rates -> a zero-width interval at those rates
+    same = [(f"p{i}", choice) for i in range(5) for choice in ("a", "a", "tie", "b")]
+    (row,) = pair_rates(_votes({(1, 2): same}), {1: "s1", 2: "s2"})
+    for outcome, rate in zip(("win", "tie", "lose"), (0.5, 0.25, 0.25)):
+        assert row[outcome] == rate and row[f"{outcome}_ci"] == pytest.approx([rate, rate])
+    # one prompt: nothing to resample, so no interval (not a fake zero-width one)
+    (row,) = pair_rates(_votes({(1, 2): [("p0", "a"), ("p0", "b")]}), {1: "s1", 2: "s2"})
+    assert row["win_ci"] is None and row["prompts"] == 1
+    # fixed seed: the same votes give the same interval
+    mixed = _votes({(1, 2): [(f"p{i}", "a" if i % 3 else "b") for i in range(10)]})
+    assert pair_rates(mixed, {1: "s1", 2: "s2"}) == pair_rates(mixed, {1: "s1", 2: "s2"})
+
+
+def test_strength_intervals_resample_prompts() -> None:
+    # three systems, every prompt giving each system one win and one loss: every resample fits equal
+    # strengths, so each interval is [0, 0]; with one prompt there is no interval
+    cycle = {(1, 2): [], (2, 3): [], (1, 3): []}
+    for i in range(4):
+        cycle[(1, 2)].append((f"p{i}", "a"))
+        cycle[(2, 3)].append((f"p{i}", "a"))
+        cycle[(1, 3)].append((f"p{i}", "b"))
+    rows = strengths(_votes(cycle), {1: "s1", 2: "s2", 3: "s3"})
+    assert all(r["strength_ci"] == pytest.approx([0, 0], abs=1e-9) for r in rows)
+    one = {pair: rows_[:1] for pair, rows_ in cycle.items()}
+    assert all(r["strength_ci"] is None for r in strengths(_votes(one), {1: "s1", 2: "s2", 3: "s3"}))
+    # system 1 beats 2 on some prompts and loses on others: its interval spans its point strength
+    mixed = {(1, 2): [(f"p{i}", "a" if i % 2 else "b") for i in range(8)],
+             (2, 3): [(f"p{i}", "a") for i in range(8)]}
+    by_name = {r["system"]: r for r in strengths(_votes(mixed), {1: "s1", 2: "s2", 3: "s3"})}
+    low, high = by_name["s1"]["strength_ci"]
+    assert low < by_name["s1"]["strength"] < high
 
 
 def _votes(outcomes: dict[tuple[int, int], list[tuple[str, str]]]) -> list[dict]:

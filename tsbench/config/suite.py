@@ -22,11 +22,11 @@ from typing import Any, Iterable, Mapping, NamedTuple, Union
 
 import yaml
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import RegistryError, registry, suggest
+from tsbench.stats import DEFAULT_RESAMPLES
 from tsbench.io import SAFE_NAME_RULE, is_safe_name
 
 DTYPES = ("float32", "bfloat16", "float16")
-BENCHMARKS = ("genai-bench", "geneval", "shapes", "txt", "jsonl")
 # The axes that decide what a cell measures; their values make up the cell hash.
 AXES = ("model", "workload", "measure", "quality")
 # Largest images and smallest windows first, so out-of-memory cells surface early.
@@ -67,36 +67,64 @@ def _require(ok: bool, field_name: str, message: str) -> None:
 
 def _help(text: str, **kwargs: Any) -> Any:
     """A dataclass field documented for ``--help`` output and generated docs."""
-    return field(metadata={"help": text}, **kwargs)
+    return field(metadata={"help": text, **kwargs.pop("metadata", {})}, **kwargs)
+
+
+def option(text: str, *, tensor_file: bool = False, **kwargs: Any) -> Any:
+    """A documented field of an adapter's options dataclass (``model.options``). ``tensor_file`` marks a
+    path to a file of tensors (weights, precomputed features): the load-time checks probe it before any
+    cell runs, and errors about it name the option (``tensor_file_options``)."""
+    return _help(text, **kwargs, metadata={"tensor_file": tensor_file})
+
+
+def tensor_file_options(options: Any) -> dict[str, str]:
+    """Name -> path of the set options that name a tensor file (``option(..., tensor_file=True)``)."""
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if f.metadata.get("tensor_file") and getattr(options, f.name)}
+
+
+def adapter_options_class(adapter: str) -> type:
+    """The options dataclass an adapter declares. The adapter registry lives with the models; it is
+    reached here lazily, by name, so importing the config layer imports no model code."""
+    from tsbench.models import ADAPTERS
+
+    return ADAPTERS.get(adapter).options
 
 
 @dataclass
 class ModelConfig:
-    """Which model runs, with which weights, precision and device."""
+    """Which model runs, with which weights, precision and device; ``options`` are the adapter's own."""
 
     adapter: str = _help("model adapter name (adapter registry)", default="token-shuffle")
-    preset: str | None = _help("architecture preset of the adapter", default="small")
-    checkpoint: str | None = _help("weights file; null means random initialisation", default=None)
-    window: int = _help("Token-Shuffle window size s: s*s visual tokens fused per AR step", default=1)
+    preset: str | None = _help("architecture preset of the adapter; null means the adapter's default", default=None)
+    checkpoint: str | None = _help("weights (file or directory); null means random initialisation", default=None)
+    window: int | None = _help("Token-Shuffle window size s (s*s visual tokens per AR step); null means the "
+                               "model's own: the checkpoint's, else the adapter's default", default=None)
     dtype: str = _help(f"compute dtype, one of {', '.join(DTYPES)}", default="float32")
     device: str = _help("torch device, e.g. 'cpu' or 'cuda'", default="cpu")
-    vq: str | None = _help("VQ tokenizer preset overriding the adapter's default", default=None)
-    vq_checkpoint: str | None = _help("VQ tokenizer weights (e.g. LlamaGen's vq_ds16_t2i.pt); null keeps the "
-                                      "checkpoint's own or random weights", default=None)
-    text_encoder: str | None = _help("text encoder name or path overriding the adapter's default", default=None)
-    tokenizer: str | None = _help("text tokenizer of the token-shuffle adapter: 'bytes' (default) or a Hugging Face "
-                                  "tokenizer name or path", default=None)
-    text_embeddings: str | None = _help("precomputed text embeddings file used instead of a text encoder",
-                                        default=None)
-    allow_pickled_args: bool = _help("accept LlamaGen training checkpoints that pickle argparse args "
-                                     "(only argparse.Namespace is allowed; warns)", default=False)
+    options: dict[str, Any] = _help("the adapter's own options (its options dataclass; see 'tsbench list options')",
+                                    default_factory=dict, metadata={"options_of": "adapter"})
 
     def __post_init__(self) -> None:
         _require(bool(self.adapter), "adapter", "must be a non-empty string")
-        _require(self.window >= 1, "window", f"must be an integer >= 1, got {self.window!r}")
+        _require(self.window is None or self.window >= 1, "window", f"must be an integer >= 1 or null, got {self.window!r}")
         _require(self.dtype in DTYPES, "dtype",
                  f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}.{suggest(self.dtype, list(DTYPES))}")
         _require(bool(self.device), "device", "must be a non-empty string such as 'cpu' or 'cuda'")
+        options_class = _options_class(self.adapter)
+        if not isinstance(self.options, options_class):  # a mapping given in Python; the loader builds the class
+            try:
+                self.options = options_class(**dict(self.options))
+            except TypeError as err:
+                raise FieldError("options", f"{err}; the options of adapter {self.adapter!r} are "
+                                            f"{', '.join(f.name for f in dataclasses.fields(options_class))}") from None
+
+
+def _options_class(adapter: str) -> type:
+    try:
+        return adapter_options_class(adapter)
+    except KeyError as err:  # RegistryError: unknown adapter, with a suggestion
+        raise FieldError("adapter", str(err)) from None
 
 
 @dataclass
@@ -156,10 +184,9 @@ class MeasureConfig:
 class QualityConfig:
     """Which prompt benchmark is generated and how the images are scored."""
 
-    benchmark: str | None = _help(f"prompt benchmark, one of {', '.join(BENCHMARKS)}; null skips quality",
-                                  default=None)
-    version: str | None = _help("benchmark version (recorded; scores of versions are not comparable)",
-                                default=None)
+    benchmark: str | None = _help("prompt benchmark (`tsbench list benchmarks`); null skips quality", default=None)
+    version: str | None = _help("benchmark version; null is the benchmark's default (scores of versions are not "
+                                "comparable)", default=None)
     data_dir: str | None = _help("directory holding the benchmark data", default=None)
     path: str | None = _help("prompt file for the 'txt' and 'jsonl' benchmarks", default=None)
     limit: int | None = _help("use only the first N prompts; null uses all", default=None)
@@ -167,17 +194,36 @@ class QualityConfig:
     scorers: list[str] = _help("scorer names (scorer registry)", default_factory=list)
     scorer_options: dict[str, Any] = _help("scorer name -> keyword options", default_factory=dict)
     rewrites: str | None = _help("file of rewritten prompts; null uses the original prompts", default=None)
+    bootstrap_resamples: int = _help("bootstrap resamples of the prompts behind each 95 % confidence interval "
+                                     "(fixed seed); 0 leaves the intervals out", default=DEFAULT_RESAMPLES)
 
     def __post_init__(self) -> None:
-        _require(self.benchmark is None or self.benchmark in BENCHMARKS, "benchmark",
-                 f"must be one of {', '.join(BENCHMARKS)} or null, got {self.benchmark!r}."
-                 f"{suggest(str(self.benchmark), list(BENCHMARKS))}")
-        _require(self.benchmark not in ("txt", "jsonl") or bool(self.path), "path",
-                 f"is required when benchmark is {self.benchmark!r}")
+        if self.benchmark is not None:
+            benchmark = _registered("benchmark", "benchmark", self.benchmark)
+            problem = benchmark.check(self.version, self.path)
+            if problem is not None:
+                raise FieldError(*problem)
         _require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or null, got {self.limit!r}")
         _require(self.images_per_prompt >= 1, "images_per_prompt",
                  f"must be >= 1, got {self.images_per_prompt!r}")
         _require(len(set(self.scorers)) == len(self.scorers), "scorers", f"lists a scorer twice: {self.scorers!r}")
+        for i, name in enumerate(self.scorers):
+            _registered("scorer", f"scorers[{i}]", name, resolve=False)
+        for name in self.scorer_options:
+            _registered("scorer", f"scorer_options.{name}", name, resolve=False)
+        _require(self.bootstrap_resamples >= 0, "bootstrap_resamples",
+                 f"must be >= 0 (0: no intervals), got {self.bootstrap_resamples!r}")
+
+
+def _registered(kind: str, field_name: str, name: str, resolve: bool = True) -> Any:
+    """The registry entry ``name`` of ``kind`` (or just its presence), as a field error naming close names."""
+    entries = registry(kind)
+    if not resolve and name in entries:
+        return None
+    try:
+        return entries.get(name)
+    except RegistryError as err:
+        raise FieldError(field_name, str(err)) from None
 
 
 @dataclass
@@ -254,8 +300,19 @@ class SuiteConfig:
                  f"{self.name!r} cannot name the run directory; {SAFE_NAME_RULE}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict; ``suite_from_dict(cfg.to_dict())`` gives an equal config."""
-        return dataclasses.asdict(self)
+        """Plain nested dict; ``suite_from_dict(cfg.to_dict())`` gives an equal config. Adapter options
+        appear only where they differ from the adapter's defaults, so a sweep cell that switches
+        ``model.adapter`` does not inherit option names the other adapter does not have."""
+        data = dataclasses.asdict(self)
+        data["model"]["options"] = changed_options(self.model.options)
+        return data
+
+
+def changed_options(options: Any) -> dict[str, Any]:
+    """The fields of an options dataclass that differ from their defaults."""
+    defaults = type(options)()
+    return {f.name: copy.deepcopy(getattr(options, f.name)) for f in dataclasses.fields(options)
+            if getattr(options, f.name) != getattr(defaults, f.name)}
 
 
 def _require_sweep_key(field_name: str, key: str) -> None:
@@ -379,6 +436,12 @@ class _Context:
     def error(self, path: str, message: str) -> ConfigError:
         return ConfigError(f"{self.where(path)}: {path or 'top level'}: {message}{self.note}")
 
+    def noting(self, note: str) -> "_Context":
+        """The same locations, with ``note`` added to every error (e.g. whose options are checked)."""
+        other = _Context(self.source, self.lines, note + self.note)
+        other.origins = self.origins
+        return other
+
 
 def locate(config: SuiteConfig, key: str) -> str:
     """Where ``key`` of a loaded suite, or of one of its cells, was set: ``FILE:LINE``, a flag such as
@@ -457,7 +520,8 @@ def _build(cls: type, data: Any, path: str, ctx: _Context) -> Any:
     hints = _hints(cls)
     for key in data:
         if key not in hints:
-            hint = suggest(str(key), list(hints)) or f" Valid keys: {', '.join(hints)}."
+            hint = suggest(str(key), list(hints)) or _option_hint(cls, data, str(key), path) or \
+                f" Valid keys: {', '.join(hints)}."
             raise ctx.error(_join(path, key), f"unknown key.{hint}")
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -465,6 +529,15 @@ def _build(cls: type, data: Any, path: str, ctx: _Context) -> Any:
             note = f" ({f.metadata['help']})" if "help" in f.metadata else ""
             raise ctx.error(_join(path, f.name), f"missing required key{note}")
     kwargs = {key: _coerce(value, hints[key], _join(path, key), ctx) for key, value in data.items()}
+    for f in dataclasses.fields(cls):
+        if "options_of" in f.metadata:  # an adapter's own options: built into the class that adapter declares
+            owner = kwargs.get(f.metadata["options_of"], _default(cls, f.metadata["options_of"]))
+            try:
+                options_class = _options_class(owner)
+            except FieldError as e:
+                raise ctx.error(_join(path, e.field), e.message) from None
+            kwargs[f.name] = _build(options_class, kwargs.get(f.name), _join(path, f.name),
+                                    ctx.noting(f" (options of adapter {owner!r})"))
     try:
         return cls(**kwargs)
     except FieldError as e:
@@ -476,6 +549,27 @@ def build_dataclass(cls: type, data: Any, source: str, path: str = "") -> Any:
     the closest name), missing keys, wrong types. The ConfigError names ``source`` and the key path
     (below ``path``), e.g. ``ckpt/config.json: config.dim: expected integer, got 'x' (string)``."""
     return _build(cls, data, path, _Context(source))
+
+
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _option_hint(cls: type, data: dict[str, Any], key: str, path: str) -> str:
+    """' It is an option of adapter X: write it under model.options.' for a key one level too high."""
+    for f in dataclasses.fields(cls):
+        owner_field = f.metadata.get("options_of")
+        if owner_field is None:
+            continue
+        owner = data.get(owner_field, _default(cls, owner_field))
+        try:
+            names = [o.name for o in dataclasses.fields(_options_class(owner))]
+        except FieldError:
+            return ""
+        if key in names:
+            return f" {key!r} is an option of adapter {owner!r}: write it under {_join(path, f.name)}.{key}."
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -3,8 +3,9 @@ strengths when more than two systems were compared, and inter-rater agreement.
 
 - **Intervals** are 95 % percentile bootstrap intervals over prompts: a resample draws prompts with
   replacement and keeps all votes of a drawn prompt (every seed, rater and system pair) together, so
-  votes on one prompt are not taken as independent. Fixed seed, 2,000 resamples. One helper,
-  ``bootstrap_interval``, serves the rates and the strengths.
+  votes on one prompt are not taken as independent. Fixed seed, 2,000 resamples. The rates and the
+  strengths use tsbench's one resampling helper, ``tsbench.stats.bootstrap_intervals``, on the
+  per-prompt counts summed by ``tsbench.stats.resampled_sums``.
 - **Bradley–Terry**: P(i beats j) = p_i / (p_i + p_j), fitted by Hunter's MM algorithm. A tie counts
   as half a win for each side (not a Davidson or Rao–Kupper tie parameter: with three answers per
   question this keeps ties in the data without another parameter). Each system also gets half a
@@ -27,33 +28,21 @@ import numpy as np
 
 from tsbench.human.protocol import QUESTIONS
 from tsbench.human.store import is_human_db, read_votes
+from tsbench.stats import CONFIDENCE, SEED, bootstrap_intervals, resampled_sums
 
-N_RESAMPLES, SEED, LEVEL = 2000, 0, 0.95
+N_RESAMPLES = 2000  # the human summary's own count, printed with it (quality tables: stats.DEFAULT_RESAMPLES)
 BT_PRIOR = 0.5
 OUTCOMES = ("win", "tie", "lose")
 CHOICE_INDEX = {"a": 0, "tie": 1, "b": 2}
 CHOICE_VALUE = {"a": 1.0, "tie": 0.0, "b": -1.0}
 
 
-def bootstrap_interval(units: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray],
-                       n_resamples: int = N_RESAMPLES, seed: int = SEED,
-                       level: float = LEVEL) -> tuple[np.ndarray, np.ndarray] | None:
-    """Percentile interval of ``statistic`` over resamples of the units (rows of ``units``).
-
-    ``units[u]`` holds unit u's additive statistics (e.g. its win/tie/lose counts). A resample draws as
-    many units with replacement and sums their rows; ``statistic`` maps the stacked sums
-    (n_resamples, ...) to values (n_resamples, m). None with fewer than two units (no spread to draw).
-    """
-    units = np.asarray(units, dtype=float)
-    n = len(units)
-    if n < 2:
-        return None
-    draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_resamples)  # times drawn
-    sums = (draws @ units.reshape(n, -1)).reshape(n_resamples, *units.shape[1:])
-    values = statistic(sums)
-    tail = (1 - level) / 2
-    low, high = np.nanquantile(values, [tail, 1 - tail], axis=0)
-    return low, high
+def _over_prompts(per_unit: np.ndarray,
+                 statistic: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Percentile interval of ``statistic`` of the summed per-prompt statistics ``per_unit[u]``, over
+    resamples of the prompts; None with fewer than two prompts (no spread to draw)."""
+    return bootstrap_intervals(lambda idx: statistic(resampled_sums(per_unit, idx)), [len(per_unit)],
+                               resamples=N_RESAMPLES)
 
 
 def _rates(counts: np.ndarray) -> np.ndarray:
@@ -99,7 +88,7 @@ def pair_rates(votes: list[dict[str, Any]], names: dict[int, str]) -> list[dict[
     for (a, b), units in sorted(by_pair.items()):
         per_unit = np.array(list(units.values()))
         total = per_unit.sum(axis=0)
-        bounds = bootstrap_interval(per_unit, _rates)
+        bounds = _over_prompts(per_unit, _rates)
         row = {"system": names[a], "opponent": names[b], "votes": int(total.sum()), "prompts": len(units)}
         for i, outcome in enumerate(OUTCOMES):
             row[outcome] = float(total[i] / total.sum())
@@ -123,7 +112,7 @@ def strengths(votes: list[dict[str, Any]], names: dict[int, str]) -> list[dict[s
         wins[b, a] += 1 - share
     per_unit = np.array(list(units.values()))
     theta = bradley_terry(per_unit.sum(axis=0))
-    bounds = bootstrap_interval(per_unit, bradley_terry)
+    bounds = _over_prompts(per_unit, bradley_terry)
     rows = [{"system": names[s], "strength": float(theta[i]), "strength_ci": _interval(bounds, i)}
             for s, i in index.items()]
     return sorted(rows, key=lambda r: -r["strength"])
@@ -182,7 +171,7 @@ def summarize(db: str | Path) -> dict[str, Any]:
     return {"database": str(db), "systems": [names[s] for s in rated], "raters": data["raters"],
             "rated_pairs": data["rated_pairs"], "votes": len(data["votes"]), "replaced_votes": data["replaced"],
             "skipped": data["skipped"], "image_kinds": data["image_kinds"], "questions": questions,
-            "method": {"interval": f"{LEVEL:.0%} percentile bootstrap over prompts", "resamples": N_RESAMPLES,
+            "method": {"interval": f"{CONFIDENCE:.0%} percentile bootstrap over prompts", "resamples": N_RESAMPLES,
                        "seed": SEED, "bradley_terry": f"ties = half a win; virtual prior {BT_PRIOR} win + "
                                                       f"{BT_PRIOR} loss vs an average system",
                        "agreement": "Krippendorff's alpha, interval metric on +1 / 0 / -1"}}

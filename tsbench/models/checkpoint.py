@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import pickle
 import warnings
@@ -25,11 +26,26 @@ class CheckpointError(ValueError):
 
 
 def file_digest(path: str | Path, length: int = 12) -> str:
-    """Short sha256 of a weights file: the ``weights`` field of every result row."""
+    """Short sha256 of a weights file: the ``weights`` field of every result row. Memoised per (path, size,
+    mtime): every sweep cell loads the model again, and multi-GB files are hashed once per process."""
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)[:length]
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def files_digest(paths: list[Path], length: int = 12) -> str:
+    """Short sha256 over several files (a sharded checkpoint), by name and content."""
+    h = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        h.update(f"{path.name}\0{file_digest(path, 64)}\0".encode())
     return h.hexdigest()[:length]
 
 
@@ -111,11 +127,16 @@ def unwrap_state_dict(obj: dict, keys: tuple[str, ...] = ("model", "module", "st
     return obj
 
 
-def load_strict(module: torch.nn.Module, state_dict: dict, source: str, ignore: tuple[str, ...] = ()) -> None:
-    """load_state_dict that names every missing, unexpected and mis-shaped key in one clear error."""
+def load_strict(module: torch.nn.Module, state_dict: dict, source: str, ignore: tuple[str, ...] = (),
+                missing_ok: tuple[str, ...] = ()) -> None:
+    """load_state_dict that names every missing, unexpected and mis-shaped key in one clear error.
+
+    ``missing_ok``: key prefixes the checkpoint may lack (new modules around a trained backbone); those
+    keep the module's own initialisation.
+    """
     state_dict = {k: v for k, v in state_dict.items() if k not in ignore}
     expected = module.state_dict()
-    missing = sorted(expected.keys() - state_dict.keys())
+    missing = sorted(k for k in expected.keys() - state_dict.keys() if not k.startswith(missing_ok or ("\0",)))
     unexpected = sorted(state_dict.keys() - expected.keys())
     mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
                   for key in sorted(expected.keys() & state_dict.keys())
@@ -124,7 +145,7 @@ def load_strict(module: torch.nn.Module, state_dict: dict, source: str, ignore: 
                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
     if problems:
         raise CheckpointError(f"{source}: checkpoint does not match the model; " + "; ".join(problems), source)
-    module.load_state_dict(state_dict, strict=True, assign=any(p.is_meta for p in module.parameters()))
+    module.load_state_dict(state_dict, strict=not missing_ok, assign=any(p.is_meta for p in module.parameters()))
 
 
 def _shorten(keys: list[str], limit: int = 10) -> str:

@@ -15,12 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsbench.models.base import ARImageModel, Conditioning, DecodeState
+from tsbench.config.registry import suggest
+from tsbench.config.suite import option
+from tsbench.models.base import Adapter, ARImageModel, Conditioning, DecodeState, count_parameters, make_options
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.cost import CostModel, Shuffle, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_tables
 from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
-from tsbench.models.vq import VQModel, get_vq_config
+from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ class TokenShuffleLM(ARImageModel):
             nn.init.normal_(module.weight, std=0.02)
 
     # ---- conditioning -------------------------------------------------------------------------
-    def condition(self, prompts: list[str], cfg: bool) -> Conditioning:
+    def condition(self, prompts: list[str], cfg: bool, grid: tuple[int, int] | None = None) -> Conditioning:
         """``[bos] text [soi]`` per prompt; the unconditional rows drop the text: ``[bos] [soi]``."""
         bos, soi, budget = self.tokenizer.bos_id, self.config.soi_id, self.config.max_text_tokens
         texts = [self.tokenizer.encode(p) for p in prompts]
@@ -233,14 +236,25 @@ class TokenShuffleLM(ARImageModel):
                 "params": count_parameters(self, exclude=("vq.",)), "weights": self.weights,
                 "vq": self.config.vq, "vq_weights": self.vq_weights, "tokenizer": self.config.tokenizer}
 
+    def cost_model(self) -> CostModel:
+        return cost_model(self.config)
+
+
+def cost_model(cfg: TokenShuffleConfig) -> CostModel:
+    """The analytic shapes of a config: logits over the whole unified vocabulary (the code slice is taken
+    after the head), shuffle modules only at s > 1."""
+    shuffle = Shuffle(cfg.dim, cfg.window, cfg.n_mlp_blocks, cfg.shuffle_hidden or cfg.dim) if cfg.window > 1 else None
+    return CostModel(
+        backbone=Transformer(cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden),
+        vq=decode_cost(get_vq_config(cfg.vq)), head_flops_per_code=2 * cfg.dim * cfg.vocab_size,
+        window=cfg.window, shuffle=shuffle,
+        modules={"attn_proj": ("layers.*.attention.wqkv", "layers.*.attention.wo"), "ffn": ("layers.*.feed_forward",),
+                 "shuffle": ("shuffle_in", "shuffle_out"), "lm_head": ("output",)})
+
 
 def preset_names() -> list[str]:
     """Random-weight presets, then the trained ones shipped in the package."""
     return [*TS_PRESETS, *trained_presets()]
-
-
-def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
-    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith(exclude))
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
@@ -297,28 +311,40 @@ def _checkpoint_files(path: Path) -> tuple[tuple[TokenShuffleConfig, str | None]
     return None, path
 
 
-def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int = 1,
+@dataclass(frozen=True)
+class TokenShuffleOptions(VQOptions):
+    """Settings of the token-shuffle adapter beyond the common model axes."""
+
+    tokenizer: str | None = option("text tokenizer: 'bytes' (default) or a Hugging Face tokenizer name or path",
+                                   default=None)
+
+
+def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int | None = None,
                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                        vq: str | None = None, vq_checkpoint: str | None = None,
-                        tokenizer: str | None = None, allow_pickled_args: bool = False,
-                        **unused: Any) -> TokenShuffleLM:
-    """Build from a preset (random weights) or a checkpoint; the checkpoint's config wins over the preset."""
-    if checkpoint is None and preset not in TS_PRESETS:
-        checkpoint = trained_checkpoint(str(preset), window)
+                        options: TokenShuffleOptions | dict | None = None, **option_kwargs: Any) -> TokenShuffleLM:
+    """Build from a preset (random weights) or a checkpoint; the checkpoint's config wins over the preset.
+
+    ``window`` None is the model's own: the checkpoint's, else 1. A window that contradicts the
+    checkpoint is an error, so a row never reports a window the model does not run at.
+    """
+    options = make_options(TokenShuffleOptions, options, adapter="token-shuffle", **option_kwargs)
+    if checkpoint is None:
+        preset = preset or "small"
+        if preset not in TS_PRESETS:
+            checkpoint = trained_checkpoint(preset, window or 1)
     meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
     if meta is not None:
         cfg, preset = meta[0], meta[1] or preset
-        if window != cfg.window and window != 1:
-            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}")
+        if window is not None and window != cfg.window:
+            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}; "
+                                  f"leave model.window unset to run the checkpoint's own")
     else:
         if preset not in TS_PRESETS:
-            from tsbench.config.registry import suggest
-
             known = [*TS_PRESETS, *trained_presets()]
-            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window}."
+            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window or 1}."
                              f"{suggest(str(preset), known)} Known: {', '.join(known)}")
-        cfg = replace(TS_PRESETS[preset], window=window)
-    cfg = replace(cfg, **{k: v for k, v in {"vq": vq, "tokenizer": tokenizer}.items() if v})
+        cfg = replace(TS_PRESETS[preset], window=window or 1)
+    cfg = replace(cfg, **{k: v for k, v in {"vq": options.vq, "tokenizer": options.tokenizer}.items() if v})
     meta_device = torch.device(device).type == "meta"
     with torch.device("meta" if meta_device else "cpu"):
         model = TokenShuffleLM(cfg, preset)
@@ -326,9 +352,12 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
         load_strict(model, unwrap_state_dict(read_tensors(weights_path, expected=CHECKPOINT_LAYOUT)), str(weights_path))
         model.weights = file_digest(weights_path)
         model.vq_weights = model.weights
-    if vq_checkpoint:
+    if options.vq_checkpoint:
         from tsbench.models.vq import load_vq_state_dict
 
-        load_vq_state_dict(model.vq, vq_checkpoint, allow_pickled_args=allow_pickled_args)
-        model.vq_weights = file_digest(vq_checkpoint)
+        load_vq_state_dict(model.vq, options.vq_checkpoint, allow_pickled_args=options.allow_pickled_args)
+        model.vq_weights = file_digest(options.vq_checkpoint)
     return model.to(device=device, dtype=dtype).eval()
+
+
+ADAPTER = Adapter(build=build_token_shuffle, presets=preset_names, default_preset="small", options=TokenShuffleOptions)

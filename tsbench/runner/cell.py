@@ -30,6 +30,7 @@ from tsbench.models.checkpoint import CheckpointError
 from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
+from tsbench.runner.validate import checkpoint_paths
 
 QualityHook = Callable[[Cell, Any, Path], dict[str, Any]]
 
@@ -46,20 +47,18 @@ def load_cell_model(cell: Cell):
     with torch.random.fork_rng(devices=[]), checkpoint_origin(cell.config):  # leave the CPU random state as it was
         torch.manual_seed(0)
         return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
-                                  device=m.device, dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint,
-                                  text_encoder=m.text_encoder, text_embeddings=m.text_embeddings, tokenizer=m.tokenizer,
-                                  allow_pickled_args=m.allow_pickled_args)
+                                  device=m.device, dtype=m.dtype, options=m.options)
 
 
 @contextlib.contextmanager
 def checkpoint_origin(config: SuiteConfig) -> Iterator[None]:
-    """Prefix a CheckpointError with the option its file came from (``--vq-checkpoint v.pt: model.vq_checkpoint:
-    ...``, or the suite line), since the adapter only knows the path."""
+    """Prefix a CheckpointError with the option its file came from (``--vq-checkpoint v.pt:
+    model.options.vq_checkpoint: ...``, or the suite line), since the adapter only knows the path."""
     try:
         yield
     except CheckpointError as err:
-        vq = config.model.vq_checkpoint
-        key = "model.vq_checkpoint" if vq and err.path is not None and err.path == Path(vq) else "model.checkpoint"
+        keys = [key for key, path in checkpoint_paths(config).items() if err.path is not None and err.path == Path(path)]
+        key = keys[0] if keys else "model.checkpoint"
         raise CheckpointError(f"{locate(config, key)}: {key}: {err}", err.path) from None
 
 
@@ -82,17 +81,20 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     grid = model.grid(work.resolution)
     row["workload.visual_tokens"] = grid[0] * grid[1]
     row["workload.ar_steps"] = (grid[0] // model.window) * (grid[1] // model.window)
-    cond = model.condition(list(dict.fromkeys(prompts)), cfg=False)  # each distinct prompt once
-    row["workload.truncated_prompts"] = cond.truncated
-    if cond.truncated:
-        tqdm.write(f"warning: cell {cell.id}: {cond.truncated} of {len(cond.mask)} prompt(s) are longer than the "
-                   f"model's text budget ({cond.text_budget} tokens) and were cut (workload.truncated_prompts)",
-                   file=sys.stderr)
+    if measure.flops or measure.latency or measure.memory or measure.max_batch_search:  # the workload prompts run
+        # each distinct prompt once; its padded length (the longest prompt's) is the batch's prefill length
+        distinct = list(dict.fromkeys(prompts))
+        cond = model.condition(distinct, cfg=guidance.enabled, grid=grid)
+        row["workload.truncated_prompts"] = cond.truncated
+        if cond.truncated:
+            tqdm.write(f"warning: cell {cell.id}: {cond.truncated} of {len(distinct)} prompt(s) are longer than the "
+                       f"model's text budget ({cond.text_budget} tokens) and were cut (workload.truncated_prompts)",
+                       file=sys.stderr)
 
     if measure.flops:
         from tsbench.measure.flops import analytic_flops
 
-        prompt_tokens = int(cond.length)  # the padded length of the batch: its longest prompt
+        prompt_tokens = int(cond.length)
         flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
         row.update(flatten_row({"flops": flops.to_dict()}))
     if measure.latency:

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from tsbench.config.suite import (AXES, DEFAULT_ORDER, ConfigError, SuiteConfig, config_hash, get_key,
-                                  with_overrides)
+from tsbench.config.suite import (AXES, DEFAULT_ORDER, ConfigError, SuiteConfig, changed_options, config_hash,
+                                  get_key, with_overrides)
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._+-]{1,40}")
 _MAX_ID_LEN = 200  # stay well under the 255-byte file-name limit; the id names the cell's directory
@@ -49,8 +49,13 @@ def expand_cells(suite: SuiteConfig) -> list[Cell]:
 
 def _make_cell(suite: SuiteConfig, overrides: dict[str, Any], items: dict[str, str]) -> Cell:
     config = with_overrides(suite, overrides, source=f"suite {suite.name!r}", items=items)
-    resolved = {key: get_key(config, key) for key in overrides}  # e.g. 7 -> 7.0 for a float field
+    resolved = {key: _plain(get_key(config, key)) for key in overrides}  # e.g. 7 -> 7.0 for a float field
     return Cell(id=cell_name(resolved), overrides=resolved, config=config, hash=cell_hash(config))
+
+
+def _plain(value: Any) -> Any:
+    """A swept ``model.options`` as the options that differ from the adapter's defaults (what was written)."""
+    return changed_options(value) if dataclasses.is_dataclass(value) else value
 
 
 def cell_name(overrides: dict[str, Any]) -> str:

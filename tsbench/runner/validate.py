@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import torch
 
 from tsbench.config.registry import RegistryError
-from tsbench.config.suite import ConfigError, FieldError, SuiteConfig, locate
+from tsbench.config.suite import ConfigError, FieldError, SuiteConfig, locate, tensor_file_options
 from tsbench.engine.cfg import CFG_SCHEDULES
 from tsbench.models.checkpoint import CheckpointError, check_tensor_file
 from tsbench.runner.sweep import Cell
@@ -49,15 +49,24 @@ def check_device(config: SuiteConfig) -> None:
         raise FieldError("model.device", problem)
 
 
+def checkpoint_paths(config: SuiteConfig) -> dict[str, str]:
+    """Dotted key -> path of every file or directory of weights the cell's model reads: ``model.checkpoint``
+    and the adapter's options marked as tensor files (``option(..., tensor_file=True)``)."""
+    paths = {"model.checkpoint": config.model.checkpoint} if config.model.checkpoint else {}
+    paths.update({f"model.options.{name}": path for name, path in tensor_file_options(config.model.options).items()})
+    return paths
+
+
 def check_checkpoint_files(config: SuiteConfig) -> None:
-    """A weights file (not a directory: its layout is the adapter's) must exist and have a readable header."""
-    for key in ("model.checkpoint", "model.vq_checkpoint"):
-        path = getattr(config.model, key.split(".")[1])
-        if path and not Path(path).is_dir():
-            try:
-                check_tensor_file(path)
-            except CheckpointError as err:
-                raise FieldError(key, str(err)) from None
+    """Each tensor file must exist and have a readable header; ``model.checkpoint`` may also be a directory,
+    whose layout is the adapter's to check."""
+    for key, path in checkpoint_paths(config).items():
+        if key == "model.checkpoint" and Path(path).is_dir():
+            continue
+        try:
+            check_tensor_file(path)
+        except CheckpointError as err:
+            raise FieldError(key, str(err)) from None
 
 
 def check_cfg_schedule(config: SuiteConfig) -> None:
