@@ -154,6 +154,86 @@ def test_malformed_or_absent_device_is_a_file_line_error(tmp_path: Path, capsys,
     assert not (tmp_path / "run").exists()
 
 
+# ---- names, windows and resolutions, checked before any cell runs -----------------------------------
+
+
+def line_of(path: Path, marker: str) -> int:
+    """The 1-based line of ``path`` holding ``marker`` (written by write_suite, so found by plain text)."""
+    (line,) = [n for n, text in enumerate(path.read_text().splitlines(), start=1) if marker in text]
+    return line
+
+
+@pytest.mark.parametrize("sections, marker, key, message", [
+    ({"model": {"adapter": "token-shufle"}}, "adapter: token-shufle", "model.adapter",
+     "unknown adapter 'token-shufle'. Did you mean 'token-shuffle'?"),
+    ({"model": {"preset": "tinyy"}}, "preset: tinyy", "model.preset",
+     "unknown token-shuffle preset 'tinyy'. Did you mean 'tiny'?"),
+    ({"model": {"adapter": "llamagen", "preset": "GPT-X"}}, "preset: GPT-X", "model.preset",
+     "unknown llamagen preset 'GPT-X'. Did you mean 'GPT-XL'"),
+    ({"model": {"preset": "shapes", "window": 8}}, "window: 8", "model.window",  # trained at 1, 2 and 4
+     "window 8 is not supported by adapter 'token-shuffle', preset 'shapes'; use one of 1, 2, 4, or leave "
+     "model.window unset"),
+    ({"model": {"adapter": "emu3", "preset": "tiny", "window": 2}}, "window: 2", "model.window",
+     "window 2 is not supported by adapter 'emu3', preset 'tiny'; use window 1"),
+    ({"model": {"preset": "tiny", "window": 2}, "workload": {"prompts": ["a"], "resolution": 72}}, "resolution: 72",
+     "workload.resolution", "72 is not a multiple of 32 (VQ downsampling 16 x window 2 of adapter 'token-shuffle', "
+                            "preset 'tiny'); use 64 or 96"),
+    ({"model": {"adapter": "llamagen-ts", "preset": "GPT-tiny"}, "workload": {"prompts": ["a"], "resolution": 48}},
+     "resolution: 48", "workload.resolution", "48 is not a multiple of 32 (VQ downsampling 16 x window 2"),
+    ({"model": {"preset": "tiny", "options": {"vq": "vq16-tinny"}}}, "vq: vq16-tinny", "model.options.vq",
+     "unknown VQ preset 'vq16-tinny'. Did you mean 'vq16-tiny'"),
+    ({"quality": {"benchmark": "genevall"}}, "benchmark: genevall", "quality.benchmark",
+     "unknown benchmark 'genevall'. Did you mean 'geneval'?"),
+    ({"quality": {"benchmark": "shapes", "scorers": ["shapes-oracel"]}}, "- shapes-oracel", "quality.scorers[0]",
+     "unknown scorer 'shapes-oracel'. Did you mean 'shapes-oracle'?"),
+])
+def test_bad_name_window_or_resolution_is_a_file_line_error(tmp_path: Path, capsys, finished_run: Path,
+                                                            sections: dict, marker: str, key: str,
+                                                            message: str) -> None:
+    suite = write_suite(tmp_path / "s.yaml", **sections)
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    before = snapshot(run)
+    code, _, err = cli(capsys, "run", suite, "--run-dir", run)
+    assert code == 2 and f"{suite}:{line_of(suite, marker)}: {key}: {message}" in err
+    assert snapshot(run) == before  # no image generated or timed, no row written, not even the manifest
+
+
+@pytest.mark.parametrize("suite", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_load_time_checks_refuse_no_shipped_suite(suite: Path) -> None:
+    from tsbench.config.suite import load_suite
+    from tsbench.runner.sweep import expand_cells
+    from tsbench.runner.validate import CELL_CHECKS, check_device, validate_cells
+
+    validate_cells(expand_cells(load_suite(suite)), [c for c in CELL_CHECKS if c is not check_device])  # GPU suites
+
+
+def test_unsupported_window_in_a_sweep_fails_before_the_good_cells_run(tmp_path: Path, capsys) -> None:
+    suite = write_suite(tmp_path / "s.yaml", sweep={"grid": {"model.window": [1, 2, 3]}})
+    code, out, err = cli(capsys, "run", suite, "--run-dir", tmp_path / "run")
+    assert code == 2 and "3 cell(s)" in out
+    assert (f"{suite}:{line_of(suite, '- 3')} (sweep.grid.model.window[2]): model.window: window 3 is not "
+            "supported by adapter 'token-shuffle', preset 'tiny'; use one of 1, 2, 4, 8") in err
+    assert err.count("tsbench: error") == 1 and not (tmp_path / "run").exists()
+
+
+def test_window_that_contradicts_the_checkpoint(tmp_path: Path, capsys, tiny_checkpoint: Path) -> None:
+    code, _, err = cli(capsys, "run", write_suite(tmp_path / "s.yaml"), "--checkpoint", tiny_checkpoint,
+                       "--set", "model.window=2", "--run-dir", tmp_path / "run")
+    assert code == 2 and (f"--set model.window=2: model.window: window 2 is not supported by adapter "
+                          f"'token-shuffle', preset 'tiny', checkpoint {tiny_checkpoint}; use window 1") in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_incomplete_hugging_face_checkpoint_is_refused_before_any_cell(tmp_path: Path, capsys) -> None:
+    ckpt = tmp_path / "Janus-Pro-7B"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "janus"}))
+    suite = write_suite(tmp_path / "s.yaml", model={"adapter": "janus", "checkpoint": str(ckpt)})
+    code, _, err = cli(capsys, "run", suite, "--run-dir", tmp_path / "run")
+    assert code == 2 and f"{suite}:4: model.checkpoint: {ckpt}: incomplete janus checkpoint, missing model.safetensors" in err
+    assert not (tmp_path / "run").exists()
+
+
 # ---- checkpoints -----------------------------------------------------------------------------------
 
 
@@ -172,24 +252,46 @@ def broken_copy(source: Path, target: Path, **files: bytes | str) -> Path:
     ({"config_json": "{not json"}, "config.json: not valid JSON"),
     ({"config_json": json.dumps({"config": {"dim": 64, "n_layerz": 2}})}, "config.json: config.n_layerz: unknown key"),
 ])
-def test_broken_checkpoint_directory_fails_its_cell_naming_file_layout_and_option(
-        tmp_path: Path, capsys, tiny_checkpoint: Path, files: dict, message: str) -> None:
+def test_broken_checkpoint_directory_is_refused_before_any_cell(
+        tmp_path: Path, capsys, tiny_checkpoint: Path, finished_run: Path, files: dict, message: str) -> None:
     ckpt = broken_copy(tiny_checkpoint, tmp_path / "ckpt", **files)
-    code, _, err = cli(capsys, "run", write_suite(tmp_path / "s.yaml"), "--checkpoint", ckpt,
-                       "--run-dir", tmp_path / "run", "--no-report", "--no-progress")
-    assert code == 1  # a cell failure, recorded in its row
-    row = RunStore(tmp_path / "run").load_rows()[0]
-    assert row["status"] == "error"
-    assert row["message"].startswith(f"CheckpointError: --checkpoint {ckpt}: model.checkpoint: {ckpt}/")
-    assert message in row["message"] and "expected a checkpoint directory holding config.json" in row["message"]
-    assert message in err
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    before = snapshot(run)
+    code, _, err = cli(capsys, "run", write_suite(tmp_path / "s.yaml"), "--checkpoint", ckpt, "--run-dir", run)
+    assert code == 2 and f"--checkpoint {ckpt}: model.checkpoint: {ckpt}/" in err
+    assert message in err and "expected a checkpoint directory holding config.json" in err
+    assert snapshot(run) == before
 
 
 def test_broken_checkpoint_named_in_the_suite_points_at_its_line(tmp_path: Path, capsys, tiny_checkpoint) -> None:
     ckpt = broken_copy(tiny_checkpoint, tmp_path / "ckpt", model_safetensors=b"")
     suite = write_suite(tmp_path / "s.yaml", model={"preset": "tiny", "checkpoint": str(ckpt)})
-    assert cli(capsys, "run", suite, "--run-dir", tmp_path / "run", "--no-report", "--no-progress")[0] == 1
-    assert f"{suite}:4: model.checkpoint: {ckpt}/model.safetensors" in RunStore(tmp_path / "run").load_rows()[0]["message"]
+    code, _, err = cli(capsys, "run", suite, "--run-dir", tmp_path / "run")
+    assert code == 2 and f"{suite}:4: model.checkpoint: {ckpt}/model.safetensors" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_that_does_not_fit_the_model_fails_its_cell(tmp_path: Path, capsys, tiny_checkpoint) -> None:
+    # a readable weights file is only found not to fit when the cell loads it: that cell fails (exit 1) and
+    # its row names the option, the file and the mismatched keys
+    weights = tmp_path / "tiny.safetensors"
+    shutil.copy(tiny_checkpoint / "model.safetensors", weights)
+    suite = write_suite(tmp_path / "s.yaml", model={"preset": "small"})
+    code, _, err = cli(capsys, "run", suite, "--checkpoint", weights, "--run-dir", tmp_path / "run",
+                       "--no-report", "--no-progress")
+    assert code == 1 and "1 cell(s) failed: default" in err
+    row = RunStore(tmp_path / "run").load_rows()[0]
+    assert row["status"] == "error"
+    assert row["message"].startswith(f"CheckpointError: --checkpoint {weights}: model.checkpoint: {weights}: "
+                                     "checkpoint does not match the model; missing keys: layers.2.")
+    assert "shape mismatches: layers.0.attention.wo.weight: checkpoint (64, 64) vs model (384, 384)" in row["message"]
+
+
+def test_missing_checkpoint_is_refused_before_any_cell(tmp_path: Path, capsys) -> None:
+    code, _, err = cli(capsys, "run", write_suite(tmp_path / "s.yaml"), "--checkpoint", tmp_path / "nowhere",
+                       "--run-dir", tmp_path / "run")
+    assert code == 2 and f"--checkpoint {tmp_path / 'nowhere'}: model.checkpoint: {tmp_path / 'nowhere'}: not found" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name, data, message", [("vq.safetensors", b"", "not a readable safetensors file"),

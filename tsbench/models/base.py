@@ -118,14 +118,29 @@ class NoOptions:
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """What the load-time checks need to know of a model before any cell builds it, found without reading
+    weights (from a preset's config or a checkpoint's config file): the Token-Shuffle windows it can run
+    at, the window it runs at (the one asked for, else its own) and its VQ downsampling factor there. A
+    cell's resolution must be a multiple of ``downsample * window``."""
+
+    windows: tuple[int, ...]
+    window: int
+    downsample: int  # pixels per token side; for a window outside ``windows``, the model's own window's
+
+
+@dataclass(frozen=True)
 class Adapter:
     """One registry entry: ``build(preset=, checkpoint=, window=, device=, dtype=, options=)`` makes the
-    model, ``options`` is the dataclass of its own settings, ``presets()`` lists the preset names."""
+    model, ``options`` is the dataclass of its own settings, ``presets()`` lists the preset names and
+    ``geometry(preset, checkpoint, window, options)`` says which windows and resolutions a cell may ask
+    for, cheaply (no weights read), so a sweep fails before its first cell rather than in the middle."""
 
     build: Callable[..., ARImageModel]
     presets: Callable[[], list[str]]
     default_preset: str
     options: type = NoOptions
+    geometry: Callable[[str | None, str | None, int | None, Any], Geometry] = field(kw_only=True)
 
 
 def make_options(options_class: type, given: Any = None, adapter: str = "this adapter", **kwargs: Any) -> Any:

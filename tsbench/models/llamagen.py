@@ -20,6 +20,7 @@ Deliberate deviations from LlamaGen, none of which changes a logit beyond float 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -35,7 +36,8 @@ from torch import nn
 
 from tsbench.config.registry import suggest
 from tsbench.config.suite import FieldError, option
-from tsbench.models.base import PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, make_options
+from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
+                                 make_options)
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import CostModel, Shuffle, TextEncoder, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, attend, attention_mask
@@ -644,6 +646,7 @@ class LlamaGenOptions(VQOptions):
                                          "encoder", default=None, tensor_file=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.text_encoder and self.text_embeddings:
             raise FieldError("text_embeddings", "give either text_encoder or text_embeddings, not both")
 
@@ -708,7 +711,15 @@ def build_llamagen_ts(preset: str | None = "GPT-XL", checkpoint: str | None = No
     return build_llamagen(preset, checkpoint, window, default_window=2, adapter="llamagen-ts", **kwargs)
 
 
+def llamagen_geometry(preset: str | None, checkpoint: str | None, window: int | None, options: LlamaGenOptions,
+                      default_window: int = 1) -> Geometry:
+    """Any shuffle window, on random weights or over a checkpoint (a plain one gets new shuffle modules);
+    a checkpoint trained at another window is found when its weights are read, when the cell builds."""
+    vq = get_vq_config(options.vq or get_llamagen_config(preset or "GPT-XL").vq)
+    return Geometry(WINDOWS, window or default_window, vq.downsample)
+
+
 ADAPTER = Adapter(build=build_llamagen, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
-                  options=LlamaGenOptions)
+                  options=LlamaGenOptions, geometry=llamagen_geometry)
 ADAPTER_TS = Adapter(build=build_llamagen_ts, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
-                     options=LlamaGenOptions)
+                     options=LlamaGenOptions, geometry=functools.partial(llamagen_geometry, default_window=2))

@@ -17,11 +17,13 @@ from torch import nn
 
 from tsbench.config.registry import suggest
 from tsbench.config.suite import option
-from tsbench.models.base import Adapter, ARImageModel, Conditioning, DecodeState, count_parameters, make_options
-from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters,
+                                 make_options)
+from tsbench.models.checkpoint import (CheckpointError, check_tensor_file, file_digest, load_strict, read_tensors,
+                                      unwrap_state_dict)
 from tsbench.models.cost import CostModel, Shuffle, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_tables
-from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
+from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
 
@@ -304,8 +306,8 @@ def _checkpoint_files(path: Path) -> tuple[tuple[TokenShuffleConfig, str | None]
     if path.is_dir():
         config = _read_config(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else None
         for name in (WEIGHTS_FILE, "model.pt", "model.bin", "pytorch_model.bin"):
-            if (path / name).is_file():
-                return config, path / name
+            if (path / name).is_file():  # its header is probed too: an empty or damaged file fails at once
+                return config, check_tensor_file(path / name, CHECKPOINT_LAYOUT)
         raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin); expected {CHECKPOINT_LAYOUT}",
                               path)
     return None, path
@@ -319,6 +321,29 @@ class TokenShuffleOptions(VQOptions):
                                    default=None)
 
 
+def _resolve(preset: str | None, checkpoint: str | None, window: int | None,
+             options: TokenShuffleOptions) -> tuple[TokenShuffleConfig, str, Path | None]:
+    """The config a build uses (a checkpoint's config.json wins over the preset), the preset name and the
+    weights file to load; reads config files only, never weights."""
+    preset = preset or "small"
+    if checkpoint is None and preset not in TS_PRESETS:
+        checkpoint = trained_checkpoint(preset, window or 1)
+    meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
+    if meta is not None:
+        cfg, preset = meta[0], meta[1] or preset
+        if window is not None and window != cfg.window:
+            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}; "
+                                  f"leave model.window unset to run the checkpoint's own", checkpoint)
+    else:
+        if preset not in TS_PRESETS:
+            known = [*TS_PRESETS, *trained_presets()]
+            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window or 1}."
+                             f"{suggest(str(preset), known)} Known: {', '.join(known)}")
+        cfg = replace(TS_PRESETS[preset], window=window or 1)
+    cfg = replace(cfg, **{k: v for k, v in {"vq": options.vq, "tokenizer": options.tokenizer}.items() if v})
+    return cfg, preset, weights_path
+
+
 def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int | None = None,
                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                         options: TokenShuffleOptions | dict | None = None, **option_kwargs: Any) -> TokenShuffleLM:
@@ -328,23 +353,7 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
     checkpoint is an error, so a row never reports a window the model does not run at.
     """
     options = make_options(TokenShuffleOptions, options, adapter="token-shuffle", **option_kwargs)
-    if checkpoint is None:
-        preset = preset or "small"
-        if preset not in TS_PRESETS:
-            checkpoint = trained_checkpoint(preset, window or 1)
-    meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
-    if meta is not None:
-        cfg, preset = meta[0], meta[1] or preset
-        if window is not None and window != cfg.window:
-            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}; "
-                                  f"leave model.window unset to run the checkpoint's own")
-    else:
-        if preset not in TS_PRESETS:
-            known = [*TS_PRESETS, *trained_presets()]
-            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window or 1}."
-                             f"{suggest(str(preset), known)} Known: {', '.join(known)}")
-        cfg = replace(TS_PRESETS[preset], window=window or 1)
-    cfg = replace(cfg, **{k: v for k, v in {"vq": options.vq, "tokenizer": options.tokenizer}.items() if v})
+    cfg, preset, weights_path = _resolve(preset, checkpoint, window, options)
     meta_device = torch.device(device).type == "meta"
     with torch.device("meta" if meta_device else "cpu"):
         model = TokenShuffleLM(cfg, preset)
@@ -360,4 +369,20 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
     return model.to(device=device, dtype=dtype).eval()
 
 
-ADAPTER = Adapter(build=build_token_shuffle, presets=preset_names, default_preset="small", options=TokenShuffleOptions)
+def token_shuffle_geometry(preset: str | None, checkpoint: str | None, window: int | None,
+                           options: TokenShuffleOptions) -> Geometry:
+    """A random preset or a bare weights file runs at any shuffle window; a checkpoint directory at its
+    config's; a trained preset at the windows it was trained at (``shapes``: one checkpoint per window)."""
+    if checkpoint is None and (preset or "small") not in TS_PRESETS:
+        trained = [path for w in WINDOWS if (path := trained_checkpoint(str(preset), w)) is not None]
+        windows = tuple(sorted({_resolve(preset, str(path), None, options)[0].window for path in trained}))
+    elif checkpoint is not None and _checkpoint_files(Path(checkpoint))[0] is not None:
+        windows = (_resolve(preset, checkpoint, None, options)[0].window,)
+    else:
+        windows = WINDOWS
+    cfg = _resolve(preset, checkpoint, window if window in windows else None, options)[0]
+    return Geometry(windows, window or cfg.window, get_vq_config(cfg.vq).downsample)
+
+
+ADAPTER = Adapter(build=build_token_shuffle, presets=preset_names, default_preset="small", options=TokenShuffleOptions,
+                  geometry=token_shuffle_geometry)

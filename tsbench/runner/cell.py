@@ -30,7 +30,7 @@ from tsbench.models.checkpoint import CheckpointError
 from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
-from tsbench.runner.validate import checkpoint_paths
+from tsbench.runner.validate import checkpoint_key
 
 QualityHook = Callable[[Cell, Any, Path], dict[str, Any]]
 
@@ -57,8 +57,7 @@ def checkpoint_origin(config: SuiteConfig) -> Iterator[None]:
     try:
         yield
     except CheckpointError as err:
-        keys = [key for key, path in checkpoint_paths(config).items() if err.path is not None and err.path == Path(path)]
-        key = keys[0] if keys else "model.checkpoint"
+        key = checkpoint_key(config, err)
         raise CheckpointError(f"{locate(config, key)}: {key}: {err}", err.path) from None
 
 

@@ -1,10 +1,12 @@
 """Every check that needs more than the config schema, run over all cells before any cell runs.
 
-The loader (``tsbench.config.suite``) checks types and plain values; what needs a registry or the
-machine (a schedule name, a device) is checked here, once per expanded cell, so a sweep fails in a
-second with ``FILE:LINE: key: message`` instead of hours in, cell after cell. This module is the one
-home of such load-time checks: a new one is a function ``check(config)`` that raises
-``FieldError(key, message)`` for the offending dotted key, added to ``CELL_CHECKS``.
+The loader (``tsbench.config.suite``) checks types and plain values, and the names it needs to build a
+cell's config (adapter, benchmark, scorers: their registries); what needs an adapter's own knowledge
+(its presets, the windows and resolutions it can run), the machine (a device) or the files (weights) is
+checked here, once per expanded cell, so a sweep fails in a second with ``FILE:LINE: key: message``
+instead of hours in, cell after cell. This module is the one home of such load-time checks: a new one is
+a function ``check(config)`` that raises ``FieldError(key, message)`` for the offending dotted key, added
+to ``CELL_CHECKS``.
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from typing import Callable, Iterable
 
 import torch
 
-from tsbench.config.registry import RegistryError
+from tsbench.config.registry import RegistryError, suggest
 from tsbench.config.suite import ConfigError, FieldError, SuiteConfig, locate, tensor_file_options
 from tsbench.engine.cfg import CFG_SCHEDULES
+from tsbench.models import ADAPTERS
 from tsbench.models.checkpoint import CheckpointError, check_tensor_file
 from tsbench.runner.sweep import Cell
 
@@ -57,10 +60,18 @@ def checkpoint_paths(config: SuiteConfig) -> dict[str, str]:
     return paths
 
 
+def checkpoint_key(config: SuiteConfig, err: CheckpointError) -> str:
+    """The key whose path a CheckpointError is about (``model.checkpoint`` when none matches)."""
+    keys = [key for key, path in checkpoint_paths(config).items() if err.path is not None and err.path == Path(path)]
+    return keys[0] if keys else "model.checkpoint"
+
+
 def check_checkpoint_files(config: SuiteConfig) -> None:
     """Each tensor file must exist and have a readable header; ``model.checkpoint`` may also be a directory,
     whose layout is the adapter's to check."""
     for key, path in checkpoint_paths(config).items():
+        if key == "model.checkpoint" and not Path(path).exists():
+            raise FieldError(key, f"{path}: not found; give the file or directory of the model's weights")
         if key == "model.checkpoint" and Path(path).is_dir():
             continue
         try:
@@ -76,9 +87,48 @@ def check_cfg_schedule(config: SuiteConfig) -> None:
         raise FieldError("workload.cfg_schedule", str(err)) from None
 
 
-# The load-time checks, in the order their errors are listed. Checks of adapter, preset, window,
-# resolution, scorer and benchmark names plug in here.
-CELL_CHECKS: tuple[CellCheck, ...] = (check_device, check_checkpoint_files, check_cfg_schedule)
+def check_preset(config: SuiteConfig) -> None:
+    """The preset is one the adapter lists (random-weight and trained ones; null is the adapter's default)."""
+    m = config.model
+    if m.preset is None:
+        return
+    names = ADAPTERS.get(m.adapter).presets()
+    if m.preset not in names:
+        raise FieldError("model.preset", f"unknown {m.adapter} preset {m.preset!r}.{suggest(m.preset, names)} "
+                                         f"Known: {', '.join(names)}")
+
+
+def check_window_and_resolution(config: SuiteConfig) -> None:
+    """The window is one the adapter can run this preset or checkpoint at, and the resolution a multiple of
+    the VQ downsampling factor times the window, from the adapter's ``geometry`` (no weights read)."""
+    m, resolution = config.model, config.workload.resolution
+    adapter = ADAPTERS.get(m.adapter)
+    unknown_preset = m.preset is not None and m.preset not in adapter.presets()
+    if unknown_preset or (m.checkpoint and not Path(m.checkpoint).exists()):
+        return  # check_preset or check_checkpoint_files names it
+    try:
+        geometry = adapter.geometry(m.preset, m.checkpoint, m.window, m.options)
+    except CheckpointError as err:
+        raise FieldError(checkpoint_key(config, err), str(err)) from None
+    model = f"adapter {m.adapter!r}" + (f", preset {m.preset!r}" if m.preset else "") + \
+        (f", checkpoint {m.checkpoint}" if m.checkpoint else "")
+    if geometry.window not in geometry.windows:
+        choices = ", ".join(map(str, geometry.windows))
+        raise FieldError("model.window", f"window {geometry.window} is not supported by {model}; use "
+                                         f"{'one of ' if len(geometry.windows) > 1 else 'window '}{choices}, or "
+                                         "leave model.window unset to run the model's own")
+    factor = geometry.downsample * geometry.window
+    if resolution % factor:
+        below, above = resolution // factor * factor, (resolution // factor + 1) * factor
+        nearest = f"{below} or {above}" if below else str(above)
+        raise FieldError("workload.resolution", f"{resolution} is not a multiple of {factor} (VQ downsampling "
+                                                f"{geometry.downsample} x window {geometry.window} of {model}); "
+                                                f"use {nearest}")
+
+
+# The load-time checks, in the order their errors are listed.
+CELL_CHECKS: tuple[CellCheck, ...] = (check_device, check_checkpoint_files, check_cfg_schedule, check_preset,
+                                      check_window_and_resolution)
 
 
 def validate_cells(cells: Iterable[Cell], checks: Iterable[CellCheck] = CELL_CHECKS) -> None:
