@@ -419,3 +419,17 @@ def test_long_prompt_is_cut_with_a_warning_and_counted(tmp_path: Path, capsys) -
     assert code == 0 and "suite 't': 1 cell(s)" in out
     assert "1 of 2 prompt(s) are longer than the model's text budget (64 tokens) and were cut" in err
     assert RunStore(tmp_path / "run").load_rows()[0]["workload.truncated_prompts"] == 1
+
+
+def test_llamagen_t5_cuts_long_prompts_and_the_row_counts_them(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("transformers")
+    from tiny_models import tiny_t5
+
+    t5 = tiny_t5(tmp_path / "t5", width=32)  # GPT-tiny has 8 caption slots: 'a red cat' x 3 + EOS is 10 tokens
+    suite = write_suite(tmp_path / "s.yaml", model={"adapter": "llamagen", "preset": "GPT-tiny",
+                                                    "options": {"text_encoder": str(t5)}},
+                        workload={"prompts": ["a red cat " * 3, "a red cat"], "batch_size": 2, "resolution": 64})
+    code, _, err = cli(capsys, "run", suite, "--run-dir", tmp_path / "run", "--no-report", "--no-progress")
+    assert code == 0
+    assert "1 of 2 prompt(s) are longer than the model's text budget (8 tokens) and were cut" in err
+    assert RunStore(tmp_path / "run").load_rows()[0]["workload.truncated_prompts"] == 1

@@ -213,6 +213,10 @@ class CaptionSource(Protocol):
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def truncated(self, prompts: list[str]) -> int:
+        """How many of ``prompts`` this source cuts to the ``cls_token_num`` caption slots."""
+        ...
+
 
 def move_padding_left(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded T5 output -> LlamaGen's layout: the v valid rows last, in order, padding rows zeroed.
@@ -317,14 +321,21 @@ class T5Captions:
                                          n_kv_heads=c.num_heads, head_dim=c.d_kv, ffn_hidden=c.d_ff,
                                          ffn_matrices=3 if c.is_gated_act else 2)
 
+    def _tokenize(self, prompts: list[str], **kwargs: Any) -> Any:
+        return self.tokenizer([clean_caption(clean_caption(p)) for p in prompts], add_special_tokens=True, **kwargs)
+
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.tokenizer([clean_caption(clean_caption(p)) for p in prompts], max_length=self.max_length,
-                               padding="max_length", truncation=True, add_special_tokens=True, return_tensors="pt")
+        batch = self._tokenize(prompts, max_length=self.max_length, padding="max_length", truncation=True,
+                               return_tensors="pt")
         device = self.encoder.device
         mask = batch["attention_mask"].to(device)
         features = self.encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
         return move_padding_left(features, mask)
+
+    def truncated(self, prompts: list[str]) -> int:
+        """Prompts whose tokens (EOS included) overflow the caption slots: LlamaGen cuts them silently."""
+        return sum(len(ids) > self.max_length for ids in self._tokenize(prompts)["input_ids"])
 
 
 TEXT_EMBEDDINGS_FORMAT = """\
@@ -375,6 +386,9 @@ class EmbeddingFileCaptions:
         rows = torch.tensor([self.index[p] for p in prompts], dtype=torch.long)
         return self.embeddings[rows], self.mask[rows]
 
+    def truncated(self, prompts: list[str]) -> int:
+        return 0  # any cut was made when the file was written, by whatever encoded it
+
 
 class RandomCaptions:
     """Stand-in features for efficiency runs: N(0, 1/caption_dim), seeded by the prompt text so every
@@ -393,6 +407,9 @@ class RandomCaptions:
             generator = torch.Generator().manual_seed(seed)
             features.append(torch.randn(self.shape, generator=generator) / self.shape[1] ** 0.5)
         return torch.stack(features), torch.ones(len(prompts), self.shape[0], dtype=torch.bool)
+
+    def truncated(self, prompts: list[str]) -> int:
+        return 0  # the text is never tokenized
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +520,8 @@ class LlamaGenT2I(ARImageModel):
         if cfg:
             null = self.cls_embedding.uncond_embedding.expand_as(features)
             features, mask = torch.cat([features, null]), torch.cat([mask, mask])
-        return Conditioning(mask=mask, embeddings=features)
+        return Conditioning(mask=mask, embeddings=features, truncated=self.captions.truncated(prompts),
+                            text_budget=self.config.cls_token_num)
 
     @torch.no_grad()
     def start(self, cond: Conditioning, grid: tuple[int, int]) -> tuple[DecodeState, torch.Tensor]:
