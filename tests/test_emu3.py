@@ -106,3 +106,11 @@ def test_meta_preset_counts_every_end_of_line_token() -> None:
     assert 8.0e9 < params < 8.6e9
     with pytest.raises(ValueError, match="window 1 only"):
         tsbench.load_model("emu3", preset="tiny", window=2)
+
+
+def test_geometry_is_read_from_the_checkpoint_config(checkpoint: Path) -> None:
+    from tsbench.models import ADAPTERS, adapter_options
+
+    geometry = ADAPTERS.get("emu3").geometry(None, str(checkpoint), None, adapter_options("emu3"))
+    model = tsbench.load_model("emu3", checkpoint=str(checkpoint))
+    assert (geometry.window, geometry.downsample) == (model.window, model.downsample)

@@ -124,3 +124,11 @@ def test_importing_tsbench_and_listing_adapters_imports_no_transformers() -> Non
     code = ("import sys, tsbench; tsbench.list_presets(); from tsbench.config.suite import load_suite; "
             "assert 'transformers' not in sys.modules, sorted(m for m in sys.modules if 'transformers' in m)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_geometry_is_read_from_the_checkpoint_config(checkpoint: Path) -> None:
+    from tsbench.models import ADAPTERS, adapter_options
+
+    geometry = ADAPTERS.get("janus").geometry(None, str(checkpoint), None, adapter_options("janus"))
+    model = tsbench.load_model("janus", checkpoint=str(checkpoint))
+    assert (geometry.window, geometry.downsample) == (model.window, model.downsample)

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
 
 import tsbench
+from tsbench.config.registry import RegistryError
+from tsbench.config.suite import MAX_CELLS, MAX_RESOLUTION
 from tsbench.stats import DEFAULT_RESAMPLES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -15,6 +18,39 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """A user-facing error: printed without a traceback, exit code 2."""
+
+
+# Every user-facing error class of tsbench derives from one of these (ConfigError, CheckpointError, StoreError,
+# PromptFileError, ScoringInputError... are ValueErrors); their messages name the file, key or value and say
+# what to do, so main() prints them as one line. OSError gets its own line (``os_error_message``).
+USER_ERRORS = (UsageError, ValueError, RegistryError)
+
+
+def os_error_message(err: OSError) -> str:
+    """``cannot write PATH: REASON`` for a file-system refusal (a run directory that is a file, a read-only
+    directory); PATH is the one meant (``filename2`` is a rename's target)."""
+    path = err.filename2 or err.filename
+    if path is None:  # not about one path (e.g. a port in use): its own message
+        return str(err)
+    reason = {FileExistsError: "it exists and is not a directory",
+              NotADirectoryError: "a part of the path is a file, not a directory",
+              IsADirectoryError: "it is a directory"}.get(type(err), err.strerror or str(err))
+    verb = "open" if isinstance(err, FileNotFoundError) else "write"
+    return f"cannot {verb} {os.fsdecode(path)}: {reason}"
+
+
+def _positive_int(limit: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer >= 1 (and <= ``limit``), so a bad number is a usage error, not a traceback."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < 1 or (limit is not None and value > limit):
+            bound = f"between 1 and {limit}" if limit is not None else "at least 1"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+    return parse
 
 
 def _suite_path(name: str) -> Path:
@@ -29,25 +65,31 @@ def _suite_path(name: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tsbench.config.suite import load_suite
+    from tsbench.config.suite import Override, load_suite
     from tsbench.runner.distributed import process_group, run_distributed
     from tsbench.runner.run import run_suite, summary_table
     from tsbench.runner.sweep import expand_cells
 
-    overrides = list(args.set or [])
-    for flag, key in ((args.checkpoint, "model.checkpoint"), (args.vq_checkpoint, "model.options.vq_checkpoint"),
-                      (args.limit, "quality.limit"),
-                      (args.data_dir, "quality.data_dir"), (args.device, "model.device"),
-                      (args.allow_pickled_args or None, "model.options.allow_pickled_args")):
-        if flag is not None:
-            overrides.append(f"{key}={flag}")
-    suite = load_suite(_suite_path(args.suite), overrides)
+    overrides: list[str | Override] = list(args.set or [])
+    for value, key, flag in ((args.checkpoint, "model.checkpoint", "--checkpoint"),
+                             (args.vq_checkpoint, "model.options.vq_checkpoint", "--vq-checkpoint"),
+                             (args.limit, "quality.limit", "--limit"),
+                             (args.data_dir, "quality.data_dir", "--data-dir"),
+                             (args.device, "model.device", "--device"),
+                             (args.allow_pickled_args or None, "model.options.allow_pickled_args",
+                              "--allow-pickled-args")):
+        if value is not None:  # errors about the key then name the flag, e.g. "--device cuda: model.device: ..."
+            overrides.append(Override(key, value, flag if value is True else f"{flag} {value}"))
+    suite = load_suite(_suite_path(args.suite), overrides, max_cells=args.max_cells)
     quality = None
     if any(cell.config.quality.benchmark for cell in expand_cells(suite)):  # a quality key may be swept
         from tsbench.runner.quality import make_quality_hook
 
         quality = make_quality_hook(scorer_python=args.scorer_python)
     with process_group(suite.model.device) as world:
+        if world.is_main:
+            cells = suite.sweep.size() if suite.sweep else 1
+            print(f"suite {suite.name!r}: {cells} cell(s)", flush=True)
         if world.size > 1:  # under torchrun: cells and prompts are shared out over the ranks
             outcome = run_distributed(suite, world, run_dir=args.run_dir, force=args.force,
                                       scorer_python=args.scorer_python, progress=not args.no_progress)
@@ -242,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="weights (directory or file); sets model.checkpoint")
     p.add_argument("--vq-checkpoint", help="VQ tokenizer weights; sets model.options.vq_checkpoint")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a dotted config key (repeatable)")
-    p.add_argument("--limit", type=int, help="use only the first N benchmark prompts")
+    p.add_argument("--limit", type=_positive_int(), help="use only the first N benchmark prompts")
     p.add_argument("--data-dir", help="local copy of the benchmark's official files")
     p.add_argument("--device", help="torch device, e.g. cuda")
     p.add_argument("--allow-pickled-args", action="store_true",
@@ -250,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "model.options.allow_pickled_args")
     p.add_argument("--run-dir", help="results directory (default: <output_dir>/<suite name>)")
     p.add_argument("--force", action="store_true", help="rerun cells that are already done")
+    p.add_argument("--max-cells", type=_positive_int(), default=MAX_CELLS,
+                   help=f"refuse a sweep of more cells than this (default {MAX_CELLS:,})")
     p.add_argument("--scorer-python", help="python of a separate environment, for the scorers that need one "
                                            "(their 'python' option; see the README's Quality section)")
     p.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
@@ -260,10 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flops", help="analytic FLOPs per image, without allocating weights")
     p.add_argument("--adapter", default="token-shuffle")
     p.add_argument("--preset", default="ts-2.7b")
-    p.add_argument("--resolution", type=int, default=1024)
-    p.add_argument("--window", type=int, default=None, help="shuffle window (default: the model's own)")
+    p.add_argument("--resolution", type=_positive_int(MAX_RESOLUTION), default=1024, help="image side in pixels")
+    p.add_argument("--window", type=_positive_int(), default=None, help="shuffle window (default: the model's own)")
     p.add_argument("--cfg", action=argparse.BooleanOptionalAction, default=True, help="count both CFG branches")
-    p.add_argument("--prompt-tokens", type=int, default=None, help="prompt length T (default: the adapter's)")
+    p.add_argument("--prompt-tokens", type=_positive_int(), default=None,
+                   help="prompt length T (default: the adapter's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
 
@@ -353,19 +398,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user's mistake is one ``tsbench: error:`` line and exit code 2; anything else
+    is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    from tsbench.config.registry import RegistryError
-
     try:
         return args.func(args)
-    except (UsageError, RegistryError, ValueError, FileNotFoundError) as err:
-        # every user-facing error class of tsbench derives from one of these; their messages name the
-        # file, key or value and say what to do, so no traceback is shown
-        print(f"tsbench: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         sys.stderr.close()
         return EXIT_OK
+    except USER_ERRORS as err:
+        print(f"tsbench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        print(f"tsbench: error: {os_error_message(err)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("tsbench: interrupted; finished cells are saved, rerun to resume", file=sys.stderr)
         return 130

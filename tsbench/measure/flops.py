@@ -162,6 +162,8 @@ def analytic_flops(model_or_cost: ARImageModel | CostModel, resolution: int | tu
     cost = _cost(model_or_cost)
     if cost.prompt_tokens is not None and prompt_tokens not in (None, cost.prompt_tokens):
         raise ValueError(f"this model always prefills {cost.prompt_tokens} positions, not {prompt_tokens}")
+    if prompt_tokens is not None and prompt_tokens < 1:  # a count, never negative FLOPs
+        raise ValueError(f"prompt_tokens must be >= 1, got {prompt_tokens}")
     t = cost.prompt_tokens or prompt_tokens or DEFAULT_PROMPT_TOKENS
     grid = cost.grid(resolution)
     rows = 2 if cfg else 1

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tsbench.config.registry import suggest
-from tsbench.models.cost import CostModel, kv_cache_bytes
+from tsbench.models.cost import CostModel, kv_cache_bytes, token_grid
 
 # The ``weights`` of a model whose backbone came from a checkpoint but whose Token-Shuffle modules are new:
 # such rows measure cost; the report never sets their quality beside trained models'.
@@ -33,6 +33,9 @@ class Conditioning:
     mask: torch.Tensor  # [rows, T] bool, False on left padding
     tokens: torch.Tensor | None = None  # [rows, T] vocabulary ids (Token-Shuffle, Janus, Emu3)
     embeddings: torch.Tensor | None = None  # [rows, T, d] precomputed inputs (LlamaGen captions)
+    # Prompts cut to the adapter's text budget (``text_budget`` tokens): the runner warns and records the count.
+    truncated: int = 0
+    text_budget: int | None = None
 
     @property
     def rows(self) -> int:
@@ -70,11 +73,7 @@ class ARImageModel(nn.Module):
         return self.vq.config.downsample
 
     def grid(self, resolution: int | tuple[int, int]) -> tuple[int, int]:
-        h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
-        f = self.downsample
-        if h % f or w % f:
-            raise ValueError(f"resolution {h}x{w} is not a multiple of the VQ downsampling factor {f}")
-        return h // f, w // f
+        return token_grid(resolution, self.downsample)
 
     def condition(self, prompts: list[str], cfg: bool, grid: tuple[int, int] | None = None) -> Conditioning:
         """Prefill rows for ``prompts``; ``grid`` is the token grid for models whose prompt states the image
@@ -119,14 +118,29 @@ class NoOptions:
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """What the load-time checks need to know of a model before any cell builds it, found without reading
+    weights (from a preset's config or a checkpoint's config file): the Token-Shuffle windows it can run
+    at, the window it runs at (the one asked for, else its own) and its VQ downsampling factor there. A
+    cell's resolution must be a multiple of ``downsample * window``."""
+
+    windows: tuple[int, ...]
+    window: int
+    downsample: int  # pixels per token side; for a window outside ``windows``, the model's own window's
+
+
+@dataclass(frozen=True)
 class Adapter:
     """One registry entry: ``build(preset=, checkpoint=, window=, device=, dtype=, options=)`` makes the
-    model, ``options`` is the dataclass of its own settings, ``presets()`` lists the preset names."""
+    model, ``options`` is the dataclass of its own settings, ``presets()`` lists the preset names and
+    ``geometry(preset, checkpoint, window, options)`` says which windows and resolutions a cell may ask
+    for, cheaply (no weights read), so a sweep fails before its first cell rather than in the middle."""
 
     build: Callable[..., ARImageModel]
     presets: Callable[[], list[str]]
     default_preset: str
     options: type = NoOptions
+    geometry: Callable[[str | None, str | None, int | None, Any], Geometry] = field(kw_only=True)
 
 
 def make_options(options_class: type, given: Any = None, adapter: str = "this adapter", **kwargs: Any) -> Any:

@@ -90,11 +90,18 @@ class CostModel:
     modules: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def grid(self, resolution: int | tuple[int, int]) -> tuple[int, int]:
-        h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
-        f = self.vq.downsample
-        if h % f or w % f:
-            raise ValueError(f"resolution {h}x{w} is not a multiple of the VQ downsampling factor {f}")
-        return h // f, w // f
+        return token_grid(resolution, self.vq.downsample)
+
+
+def token_grid(resolution: int | tuple[int, int], downsample: int) -> tuple[int, int]:
+    """The VQ token grid of an image: (rows, columns) of codes; a non-positive side or one the decoder
+    cannot make is a ValueError, never a negative or truncated grid."""
+    h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if h < 1 or w < 1:
+        raise ValueError(f"resolution {h}x{w} must be positive")
+    if h % downsample or w % downsample:
+        raise ValueError(f"resolution {h}x{w} is not a multiple of the VQ downsampling factor {downsample}")
+    return h // downsample, w // downsample
 
 
 def decode_feed(cost: CostModel, grid: tuple[int, int]) -> list[int]:

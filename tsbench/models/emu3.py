@@ -29,7 +29,7 @@ from torch import nn
 
 from tsbench.config.suite import option
 from tsbench.models import hf
-from tsbench.models.base import Adapter, ARImageModel, Conditioning, DecodeState, count_parameters, make_options
+from tsbench.models.base import Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters, make_options
 from tsbench.models.checkpoint import CheckpointError, files_digest
 from tsbench.models.cost import CostModel, Transformer, VQDecode
 from tsbench.models.shuffle import check_grid
@@ -266,4 +266,15 @@ def build_emu3(preset: str | None = None, checkpoint: str | None = None, window:
     return wrapped.to(device=device, dtype=dtype).eval()
 
 
-ADAPTER = Adapter(build=build_emu3, presets=lambda: list(EMU3_PRESETS), default_preset="emu3-gen", options=Emu3Options)
+def emu3_geometry(preset: str | None, checkpoint: str | None, window: int | None, options: Emu3Options) -> Geometry:
+    """Window 1 only; the VQ of the preset, or of the checkpoint's config.json."""
+    if checkpoint is None:
+        mult = hf.preset_spec("emu3", preset or "emu3-gen", EMU3_PRESETS).vq_mult
+    else:
+        config_class = hf.transformers_module("emu3").Emu3Config
+        mult = hf.checkpoint_config(checkpoint, "emu3", "emu3", DOWNLOAD_HINT, config_class).vq_config.channel_multiplier
+    return Geometry((1,), window or 1, hf.vq_downsample(mult))
+
+
+ADAPTER = Adapter(build=build_emu3, presets=lambda: list(EMU3_PRESETS), default_preset="emu3-gen", options=Emu3Options,
+                  geometry=emu3_geometry)

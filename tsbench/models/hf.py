@@ -60,6 +60,24 @@ def checkpoint_files(path: str | Path, adapter: str, model_type: str, hint: str)
     return weights
 
 
+def checkpoint_config(path: str | Path, adapter: str, model_type: str, hint: str, config_class: type) -> Any:
+    """The config of a local checkpoint directory, after checkpoint_files' layout checks; reads no weights
+    (the load-time checks learn a checkpoint's VQ from it)."""
+    try:
+        checkpoint_files(path, adapter, model_type, hint)
+        return config_class.from_pretrained(str(path), local_files_only=True)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError) as err:  # an unreadable config.json
+        raise CheckpointError(f"{Path(path) / 'config.json'}: not a readable {adapter} config ({err}); "
+                              f"expected {hint}", path) from None
+
+
+def vq_downsample(channel_multiplier: Any) -> int:
+    """Pixels per token side of a VQ whose encoder halves the image between consecutive channel levels."""
+    return 2 ** (len(channel_multiplier) - 1)
+
+
 def preset_spec(adapter: str, name: str, presets: dict[str, Any]) -> Any:
     if name not in presets:
         raise ValueError(f"unknown {adapter} preset {name!r}.{suggest(name, list(presets))} Known: {', '.join(presets)}")

@@ -33,10 +33,11 @@ from torch import nn
 
 from tsbench.config.suite import option
 from tsbench.models import hf
-from tsbench.models.base import PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, count_parameters, make_options
+from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
+                                 count_parameters, make_options)
 from tsbench.models.checkpoint import CheckpointError, files_digest
 from tsbench.models.cost import CostModel, Shuffle, Transformer, VQDecode
-from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
+from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import ByteTokenizer, HFTokenizer
 
 DOWNLOAD_HINT = ("the transformers layout, e.g. `huggingface-cli download deepseek-community/Janus-Pro-7B "
@@ -130,10 +131,6 @@ def _decode(vqmodel: nn.Module, codes: torch.Tensor) -> torch.Tensor:
     return vqmodel.decoder(vqmodel.post_quant_conv(z))
 
 
-def _downsample(vq_config: Any) -> int:
-    return 2 ** (len(vq_config.channel_multiplier) - 1)
-
-
 def _vq_cost(vq_config: Any) -> VQDecode:
     def run_on_meta(grid: tuple[int, int]) -> torch.Tensor:
         t = hf.transformers_module("janus")
@@ -141,7 +138,8 @@ def _vq_cost(vq_config: Any) -> VQDecode:
             vqmodel = t.JanusVQVAE(vq_config)
         return _decode(vqmodel, torch.zeros(1, *grid, dtype=torch.long, device="meta"))
 
-    return VQDecode(key=("janus", vq_config.to_json_string()), downsample=_downsample(vq_config), run_on_meta=run_on_meta)
+    return VQDecode(key=("janus", vq_config.to_json_string()), downsample=hf.vq_downsample(vq_config.channel_multiplier),
+                    run_on_meta=run_on_meta)
 
 
 class JanusT2I(ARImageModel):
@@ -167,7 +165,7 @@ class JanusT2I(ARImageModel):
 
     @property
     def downsample(self) -> int:
-        return _downsample(self.hf.config.vq_config)
+        return hf.vq_downsample(self.hf.config.vq_config.channel_multiplier)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return _decode(self.hf.model.vqmodel, codes)
@@ -294,5 +292,16 @@ def build_janus(preset: str | None = None, checkpoint: str | None = None, window
     return wrapped.to(device=device, dtype=dtype).eval()
 
 
+def janus_geometry(preset: str | None, checkpoint: str | None, window: int | None, options: JanusOptions) -> Geometry:
+    """Any shuffle window (above 1 with new Token-Shuffle modules); the VQ of the preset, or of the
+    checkpoint's config.json."""
+    if checkpoint is None:
+        mult = hf.preset_spec("janus", preset or "janus-pro-7b", JANUS_PRESETS).vq_mult
+    else:
+        config_class = hf.transformers_module("janus").JanusConfig
+        mult = hf.checkpoint_config(checkpoint, "janus", "janus", DOWNLOAD_HINT, config_class).vq_config.channel_multiplier
+    return Geometry(WINDOWS, window or 1, hf.vq_downsample(mult))
+
+
 ADAPTER = Adapter(build=build_janus, presets=lambda: list(JANUS_PRESETS), default_preset="janus-pro-7b",
-                  options=JanusOptions)
+                  options=JanusOptions, geometry=janus_geometry)

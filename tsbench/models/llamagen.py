@@ -20,6 +20,7 @@ Deliberate deviations from LlamaGen, none of which changes a logit beyond float 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -35,7 +36,8 @@ from torch import nn
 
 from tsbench.config.registry import suggest
 from tsbench.config.suite import FieldError, option
-from tsbench.models.base import PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, make_options
+from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
+                                 make_options)
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import CostModel, Shuffle, TextEncoder, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, attend, attention_mask
@@ -211,6 +213,10 @@ class CaptionSource(Protocol):
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def truncated(self, prompts: list[str]) -> int:
+        """How many of ``prompts`` this source cuts to the ``cls_token_num`` caption slots."""
+        ...
+
 
 def move_padding_left(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded T5 output -> LlamaGen's layout: the v valid rows last, in order, padding rows zeroed.
@@ -315,14 +321,21 @@ class T5Captions:
                                          n_kv_heads=c.num_heads, head_dim=c.d_kv, ffn_hidden=c.d_ff,
                                          ffn_matrices=3 if c.is_gated_act else 2)
 
+    def _tokenize(self, prompts: list[str], **kwargs: Any) -> Any:
+        return self.tokenizer([clean_caption(clean_caption(p)) for p in prompts], add_special_tokens=True, **kwargs)
+
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.tokenizer([clean_caption(clean_caption(p)) for p in prompts], max_length=self.max_length,
-                               padding="max_length", truncation=True, add_special_tokens=True, return_tensors="pt")
+        batch = self._tokenize(prompts, max_length=self.max_length, padding="max_length", truncation=True,
+                               return_tensors="pt")
         device = self.encoder.device
         mask = batch["attention_mask"].to(device)
         features = self.encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
         return move_padding_left(features, mask)
+
+    def truncated(self, prompts: list[str]) -> int:
+        """Prompts whose tokens (EOS included) overflow the caption slots: LlamaGen cuts them silently."""
+        return sum(len(ids) > self.max_length for ids in self._tokenize(prompts)["input_ids"])
 
 
 TEXT_EMBEDDINGS_FORMAT = """\
@@ -373,6 +386,9 @@ class EmbeddingFileCaptions:
         rows = torch.tensor([self.index[p] for p in prompts], dtype=torch.long)
         return self.embeddings[rows], self.mask[rows]
 
+    def truncated(self, prompts: list[str]) -> int:
+        return 0  # any cut was made when the file was written, by whatever encoded it
+
 
 class RandomCaptions:
     """Stand-in features for efficiency runs: N(0, 1/caption_dim), seeded by the prompt text so every
@@ -391,6 +407,9 @@ class RandomCaptions:
             generator = torch.Generator().manual_seed(seed)
             features.append(torch.randn(self.shape, generator=generator) / self.shape[1] ** 0.5)
         return torch.stack(features), torch.ones(len(prompts), self.shape[0], dtype=torch.bool)
+
+    def truncated(self, prompts: list[str]) -> int:
+        return 0  # the text is never tokenized
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,7 +520,8 @@ class LlamaGenT2I(ARImageModel):
         if cfg:
             null = self.cls_embedding.uncond_embedding.expand_as(features)
             features, mask = torch.cat([features, null]), torch.cat([mask, mask])
-        return Conditioning(mask=mask, embeddings=features)
+        return Conditioning(mask=mask, embeddings=features, truncated=self.captions.truncated(prompts),
+                            text_budget=self.config.cls_token_num)
 
     @torch.no_grad()
     def start(self, cond: Conditioning, grid: tuple[int, int]) -> tuple[DecodeState, torch.Tensor]:
@@ -641,9 +661,10 @@ class LlamaGenOptions(VQOptions):
     text_encoder: str | None = option("FLAN-T5 encoder name or local path (the released model: flan-t5-xl)",
                                       default=None)
     text_embeddings: str | None = option("precomputed caption features (write_text_embeddings) instead of an "
-                                         "encoder", default=None)
+                                         "encoder", default=None, tensor_file=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.text_encoder and self.text_embeddings:
             raise FieldError("text_embeddings", "give either text_encoder or text_embeddings, not both")
 
@@ -708,7 +729,15 @@ def build_llamagen_ts(preset: str | None = "GPT-XL", checkpoint: str | None = No
     return build_llamagen(preset, checkpoint, window, default_window=2, adapter="llamagen-ts", **kwargs)
 
 
+def llamagen_geometry(preset: str | None, checkpoint: str | None, window: int | None, options: LlamaGenOptions,
+                      default_window: int = 1) -> Geometry:
+    """Any shuffle window, on random weights or over a checkpoint (a plain one gets new shuffle modules);
+    a checkpoint trained at another window is found when its weights are read, when the cell builds."""
+    vq = get_vq_config(options.vq or get_llamagen_config(preset or "GPT-XL").vq)
+    return Geometry(WINDOWS, window or default_window, vq.downsample)
+
+
 ADAPTER = Adapter(build=build_llamagen, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
-                  options=LlamaGenOptions)
+                  options=LlamaGenOptions, geometry=llamagen_geometry)
 ADAPTER_TS = Adapter(build=build_llamagen_ts, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
-                     options=LlamaGenOptions)
+                     options=LlamaGenOptions, geometry=functools.partial(llamagen_geometry, default_window=2))

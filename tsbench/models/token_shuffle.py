@@ -17,11 +17,13 @@ from torch import nn
 
 from tsbench.config.registry import suggest
 from tsbench.config.suite import option
-from tsbench.models.base import Adapter, ARImageModel, Conditioning, DecodeState, count_parameters, make_options
-from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters,
+                                 make_options)
+from tsbench.models.checkpoint import (CheckpointError, check_tensor_file, file_digest, load_strict, read_tensors,
+                                      unwrap_state_dict)
 from tsbench.models.cost import CostModel, Shuffle, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_tables
-from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
+from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
 
@@ -160,8 +162,9 @@ class TokenShuffleLM(ARImageModel):
     # ---- conditioning -------------------------------------------------------------------------
     def condition(self, prompts: list[str], cfg: bool, grid: tuple[int, int] | None = None) -> Conditioning:
         """``[bos] text [soi]`` per prompt; the unconditional rows drop the text: ``[bos] [soi]``."""
-        bos, soi = self.tokenizer.bos_id, self.config.soi_id
-        rows = [[bos, *self.tokenizer.encode(p)[: self.config.max_text_tokens], soi] for p in prompts]
+        bos, soi, budget = self.tokenizer.bos_id, self.config.soi_id, self.config.max_text_tokens
+        texts = [self.tokenizer.encode(p) for p in prompts]
+        rows = [[bos, *text[:budget], soi] for text in texts]
         if cfg:
             rows += [[bos, soi]] * len(prompts)
         length = max(map(len, rows))
@@ -171,7 +174,8 @@ class TokenShuffleLM(ARImageModel):
         for i, row in enumerate(rows):  # left padding: every row ends at the same position
             tokens[i, length - len(row):] = torch.tensor(row)
             mask[i, length - len(row):] = True
-        return Conditioning(mask=mask.to(device), tokens=tokens.to(device))
+        return Conditioning(mask=mask.to(device), tokens=tokens.to(device),
+                            truncated=sum(len(text) > budget for text in texts), text_budget=budget)
 
     # ---- decoding -----------------------------------------------------------------------------
     def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -275,13 +279,37 @@ def save_checkpoint(model: TokenShuffleLM, directory: str | Path, dtype: torch.d
     return directory
 
 
-def _checkpoint_files(path: Path) -> tuple[dict | None, Path]:
+CHECKPOINT_LAYOUT = (f"a checkpoint directory holding {CONFIG_FILE} ({{\"adapter\": ..., \"preset\": ..., \"config\": "
+                     f"{{TokenShuffleConfig fields}}}}) and {WEIGHTS_FILE} (or model.pt / model.bin), as "
+                     "save_checkpoint and `tsbench shapes train` write it; or a single weights file")
+
+
+def _read_config(path: Path) -> tuple[TokenShuffleConfig, str | None]:
+    """``config.json`` -> (config, preset); a file that is not a JSON object or holds a missing, unknown or
+    mistyped field is a CheckpointError naming the file, the field and CHECKPOINT_LAYOUT."""
+    from tsbench.config.suite import ConfigError, build_dataclass
+
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err}); expected {CHECKPOINT_LAYOUT}", path) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("preset"), (str, type(None))):
+        raise CheckpointError(f"{path}: expected a JSON object with a string 'preset'; expected {CHECKPOINT_LAYOUT}",
+                              path)
+    try:
+        return build_dataclass(TokenShuffleConfig, meta.get("config"), str(path), path="config"), meta.get("preset")
+    except ConfigError as err:
+        raise CheckpointError(f"{err}; expected {CHECKPOINT_LAYOUT}", path) from None
+
+
+def _checkpoint_files(path: Path) -> tuple[tuple[TokenShuffleConfig, str | None] | None, Path]:
     if path.is_dir():
-        config = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else None
+        config = _read_config(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else None
         for name in (WEIGHTS_FILE, "model.pt", "model.bin", "pytorch_model.bin"):
-            if (path / name).is_file():
-                return config, path / name
-        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin) in the checkpoint directory")
+            if (path / name).is_file():  # its header is probed too: an empty or damaged file fails at once
+                return config, check_tensor_file(path / name, CHECKPOINT_LAYOUT)
+        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin); expected {CHECKPOINT_LAYOUT}",
+                              path)
     return None, path
 
 
@@ -293,6 +321,29 @@ class TokenShuffleOptions(VQOptions):
                                    default=None)
 
 
+def _resolve(preset: str | None, checkpoint: str | None, window: int | None,
+             options: TokenShuffleOptions) -> tuple[TokenShuffleConfig, str, Path | None]:
+    """The config a build uses (a checkpoint's config.json wins over the preset), the preset name and the
+    weights file to load; reads config files only, never weights."""
+    preset = preset or "small"
+    if checkpoint is None and preset not in TS_PRESETS:
+        checkpoint = trained_checkpoint(preset, window or 1)
+    meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
+    if meta is not None:
+        cfg, preset = meta[0], meta[1] or preset
+        if window is not None and window != cfg.window:
+            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}; "
+                                  f"leave model.window unset to run the checkpoint's own", checkpoint)
+    else:
+        if preset not in TS_PRESETS:
+            known = [*TS_PRESETS, *trained_presets()]
+            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window or 1}."
+                             f"{suggest(str(preset), known)} Known: {', '.join(known)}")
+        cfg = replace(TS_PRESETS[preset], window=window or 1)
+    cfg = replace(cfg, **{k: v for k, v in {"vq": options.vq, "tokenizer": options.tokenizer}.items() if v})
+    return cfg, preset, weights_path
+
+
 def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int | None = None,
                         device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
                         options: TokenShuffleOptions | dict | None = None, **option_kwargs: Any) -> TokenShuffleLM:
@@ -302,29 +353,12 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
     checkpoint is an error, so a row never reports a window the model does not run at.
     """
     options = make_options(TokenShuffleOptions, options, adapter="token-shuffle", **option_kwargs)
-    if checkpoint is None:
-        preset = preset or "small"
-        if preset not in TS_PRESETS:
-            checkpoint = trained_checkpoint(preset, window or 1)
-    meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
-    if meta is not None:
-        fields = {**meta["config"], "vocabulary": tuple(meta["config"].get("vocabulary", ()))}
-        cfg, preset = TokenShuffleConfig(**fields), meta.get("preset", preset)
-        if window is not None and window != cfg.window:
-            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}; "
-                                  f"leave model.window unset to run the checkpoint's own")
-    else:
-        if preset not in TS_PRESETS:
-            known = [*TS_PRESETS, *trained_presets()]
-            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window or 1}."
-                             f"{suggest(str(preset), known)} Known: {', '.join(known)}")
-        cfg = replace(TS_PRESETS[preset], window=window or 1)
-    cfg = replace(cfg, **{k: v for k, v in {"vq": options.vq, "tokenizer": options.tokenizer}.items() if v})
+    cfg, preset, weights_path = _resolve(preset, checkpoint, window, options)
     meta_device = torch.device(device).type == "meta"
     with torch.device("meta" if meta_device else "cpu"):
         model = TokenShuffleLM(cfg, preset)
     if weights_path is not None:
-        load_strict(model, unwrap_state_dict(read_tensors(weights_path)), str(weights_path))
+        load_strict(model, unwrap_state_dict(read_tensors(weights_path, expected=CHECKPOINT_LAYOUT)), str(weights_path))
         model.weights = file_digest(weights_path)
         model.vq_weights = model.weights
     if options.vq_checkpoint:
@@ -335,4 +369,20 @@ def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = No
     return model.to(device=device, dtype=dtype).eval()
 
 
-ADAPTER = Adapter(build=build_token_shuffle, presets=preset_names, default_preset="small", options=TokenShuffleOptions)
+def token_shuffle_geometry(preset: str | None, checkpoint: str | None, window: int | None,
+                           options: TokenShuffleOptions) -> Geometry:
+    """A random preset or a bare weights file runs at any shuffle window; a checkpoint directory at its
+    config's; a trained preset at the windows it was trained at (``shapes``: one checkpoint per window)."""
+    if checkpoint is None and (preset or "small") not in TS_PRESETS:
+        trained = [path for w in WINDOWS if (path := trained_checkpoint(str(preset), w)) is not None]
+        windows = tuple(sorted({_resolve(preset, str(path), None, options)[0].window for path in trained}))
+    elif checkpoint is not None and _checkpoint_files(Path(checkpoint))[0] is not None:
+        windows = (_resolve(preset, checkpoint, None, options)[0].window,)
+    else:
+        windows = WINDOWS
+    cfg = _resolve(preset, checkpoint, window if window in windows else None, options)[0]
+    return Geometry(windows, window or cfg.window, get_vq_config(cfg.vq).downsample)
+
+
+ADAPTER = Adapter(build=build_token_shuffle, presets=preset_names, default_preset="small", options=TokenShuffleOptions,
+                  geometry=token_shuffle_geometry)

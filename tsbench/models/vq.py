@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tsbench.config.suite import option
+from tsbench.config.registry import suggest
+from tsbench.config.suite import FieldError, option
 from tsbench.models.checkpoint import load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import VQDecode
 
@@ -289,9 +290,14 @@ class VQOptions:
 
     vq: str | None = option("VQ tokenizer preset overriding the model's (tsbench.models.vq)", default=None)
     vq_checkpoint: str | None = option("VQ tokenizer weights, e.g. LlamaGen's vq_ds16_t2i.pt; null keeps the "
-                                       "checkpoint's own or random ones", default=None)
+                                       "checkpoint's own or random ones", default=None, tensor_file=True)
     allow_pickled_args: bool = option("accept checkpoints that also pickle argparse args (LlamaGen training "
                                       "files; only argparse.Namespace is allowed; warns)", default=False)
+
+    def __post_init__(self) -> None:
+        if self.vq is not None and self.vq not in VQ_PRESETS:  # a typo fails when the suite loads
+            raise FieldError("vq", f"unknown VQ preset {self.vq!r}.{suggest(self.vq, list(VQ_PRESETS))} "
+                                   f"Known: {', '.join(VQ_PRESETS)}")
 
 
 def decode_cost(config: VQConfig) -> VQDecode:

@@ -247,7 +247,7 @@ def score_run(run_dir: Path, scorers: list[str], scorer_python: str | None = Non
         if key.split(".")[:2] != ["quality", "scorer_options"]:
             raise ConfigError(f"--set {expr}: tsbench score only takes quality.scorer_options[.<scorer>]=...; "
                               "the other settings are fixed by the run that made the images")
-    store = RunStore(run_dir)
+    store = RunStore.existing(run_dir)  # never creates the directory of a mistyped path
     manifest = json.loads(store.manifest_path.read_text())
     suite = suite_from_dict(manifest["suite"], source=str(store.manifest_path), overrides=overrides)
     cells = {c.id: c for c in expand_cells(suite)}

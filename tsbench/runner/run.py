@@ -14,6 +14,7 @@ from tsbench.measure.env import environment
 from tsbench.runner.cell import QualityHook, run_cell
 from tsbench.runner.store import RunStore
 from tsbench.runner.sweep import Cell, expand_cells
+from tsbench.runner.validate import validate_cells
 from tsbench.scoring.aggregate import column
 
 SUMMARY_COLUMNS = {
@@ -41,12 +42,14 @@ class RunOutcome:
 def open_run(suite: SuiteConfig, run_dir: str | Path | None, force: bool,
              manifest: bool = True) -> tuple[RunStore, list[Cell], list[Cell]]:
     """The run's store, all its cells and those still to run; ``manifest=False`` for the torchrun ranks
-    that must leave the manifest to rank 0."""
+    that must leave the manifest to rank 0. Every cell is checked first (``validate_cells``), so a bad
+    cell fails the run before any cell runs or the run directory is touched."""
     cells = expand_cells(suite)
+    validate_cells(cells)
     store = RunStore(run_dir or Path(suite.output_dir) / suite.name)
+    done = {} if force else store.done_cells()  # read first: a damaged results file fails before any write
     if manifest:
         store.write_manifest(suite.to_dict(), cells, environment(suite.model.device))
-    done = {} if force else store.done_cells()
     return store, cells, [cell for cell in cells if done.get(cell.id) != cell.hash]
 
 

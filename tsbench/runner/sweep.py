@@ -40,15 +40,15 @@ def cell_hash(config: SuiteConfig) -> str:
 
 def expand_cells(suite: SuiteConfig) -> list[Cell]:
     """All cells of ``suite``, largest-first; a suite without a sweep gives one cell named 'default'."""
-    combos = suite.sweep.combinations() if suite.sweep else [{}]
-    cells = [_make_cell(suite, overrides) for overrides in combos]
+    combos = zip(suite.sweep.combinations(), suite.sweep.items()) if suite.sweep else [({}, {})]
+    cells = [_make_cell(suite, overrides, items) for overrides, items in combos]
     _check_unique(cells)
     order = suite.sweep.order if suite.sweep and suite.sweep.order is not None else DEFAULT_ORDER
     return _sorted(cells, order)
 
 
-def _make_cell(suite: SuiteConfig, overrides: dict[str, Any]) -> Cell:
-    config = with_overrides(suite, overrides, source=f"suite {suite.name!r}")
+def _make_cell(suite: SuiteConfig, overrides: dict[str, Any], items: dict[str, str]) -> Cell:
+    config = with_overrides(suite, overrides, source=f"suite {suite.name!r}", items=items)
     resolved = {key: _plain(get_key(config, key)) for key in overrides}  # e.g. 7 -> 7.0 for a float field
     return Cell(id=cell_name(resolved), overrides=resolved, config=config, hash=cell_hash(config))
 

@@ -39,23 +39,29 @@ CI_KEYS = ("ci_low", "ci_high")
 
 
 def read_score_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``scores.jsonl``; each line needs prompt_id, sample, metric and score."""
+    """Rows of a ``scores.jsonl``; each line needs prompt_id, sample, metric and a score that is a finite
+    number or null (not scored). Any other line is an error at ``file:line``."""
     path = Path(path)
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().split(b"\n")
     except FileNotFoundError:
         raise ScoringInputError(f"score file {str(path)!r} does not exist") from None
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ScoringInputError(f"{path}:{n}: not UTF-8 text; expected one JSON object per line") from None
         except json.JSONDecodeError as e:
             raise ScoringInputError(f"{path}:{n}: invalid JSON ({e.msg})") from None
         missing = [k for k in ROW_KEYS if not isinstance(row, dict) or k not in row]
         if missing:
             raise ScoringInputError(f"{path}:{n}: score row lacks {missing}")
+        score = row["score"]
+        if score is not None and (type(score) not in (int, float) or not math.isfinite(score)):
+            raise ScoringInputError(f"{path}:{n}: score must be a number (or null), got {score!r}")
         rows.append(row)
     return rows
 
