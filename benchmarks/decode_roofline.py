@@ -47,7 +47,7 @@ def build(window: int, dtype: torch.dtype, engine: str) -> TokenShuffleLM:
 def measure(model: TokenShuffleLM, resolution: int, repeats: int) -> dict:
     """One row: compile time, median decode step, and the roofline columns of that step."""
     grid = model.grid(resolution)
-    compile_s = compile_now(model, model.condition([PROMPT], cfg=True), grid)
+    compile_s = compile_now(model, model.condition([PROMPT], cfg=True, grid=grid), grid)
     timing = time_generation(model, [PROMPT], resolution, GUIDANCE, SAMPLING, seeds=[0], warmup=1,
                              min_repeats=repeats)
     step = statistics.median(timing.decode_steps)

@@ -92,7 +92,7 @@ def main() -> None:
         reference = llamagen_reference(gpt_models, eager, grid[0])
         features, mask = eager.captions.encode([PROMPT])  # the caption features both sides see
         features, mask = features.to(device), mask.to(device)
-        compile_s = compile_now(compiled, compiled.condition([PROMPT], cfg=True), grid)
+        compile_s = compile_now(compiled, compiled.condition([PROMPT], cfg=True, grid=grid), grid)
         steps: dict[str, list[float]] = {"tsbench eager": [], "tsbench compiled": []}
 
         def ours(model: LlamaGenT2I, name: str, sampler: SamplingConfig = sampling) -> torch.Tensor:
@@ -126,7 +126,7 @@ def main() -> None:
                     seconds[name].append(time.perf_counter() - t0)
         tokens = grid[0] * grid[1]
         base = tokens / statistics.median(seconds["llamagen generate()"])
-        cond = eager.condition([PROMPT], cfg=True)
+        cond = eager.condition([PROMPT], cfg=True, grid=grid)
         flops = analytic_flops(eager, resolution, cfg=True)
         for name, samples in seconds.items():
             row = {"engine": name, "resolution": resolution, "batch": 1, "cfg_scale": CFG_SCALE, "top_k": TOP_K,
@@ -138,7 +138,7 @@ def main() -> None:
                 model = compiled if name == "tsbench compiled" else eager
                 step_s = statistics.median(steps[name])
                 row.update({"decode_step_s": step_s, "compile_s": compile_s if model is compiled else 0.0})
-                row.update(roofline_columns(model, cond.rows, cond.length, tokens - 1,
+                row.update(roofline_columns(model, cond.rows, cond.length, grid,
                                             flops.by_phase["decode"] / (tokens - 1), step_s, limits))
             rows.append(row)
             fraction = f", {100 * row['roofline.decode_fraction']:.0f} % of the decode roofline" if name in steps else ""

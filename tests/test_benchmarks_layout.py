@@ -1,6 +1,7 @@
 """Image layouts, atomic PNG writing and the images.jsonl sidecar used for per-image resume."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -8,12 +9,12 @@ import re
 import pytest
 from PIL import Image
 
-from tsbench.benchmarks import Prompt, PromptFileError
+from tsbench.benchmarks import BENCHMARKS, Prompt, PromptFileError
 from tsbench.benchmarks import layout
 
 
 def test_geneval_layout_matches_the_official_evaluator(tmp_path):
-    p = layout.image_path("geneval", tmp_path, "00012", 3)
+    p = BENCHMARKS.get("geneval").image_path(tmp_path, "00012", 3)
     assert p == tmp_path / "00012" / "samples" / "0003.png"
     # the official evaluate_images.py accepts all-digit folders and names matching \d+\.png
     assert p.parent.parent.name.isdigit() and re.match(r"\d+\.png", p.name)
@@ -26,9 +27,12 @@ def test_geneval_layout_matches_the_official_evaluator(tmp_path):
 
 
 def test_keyed_layout_sample_zero_is_the_plain_key(tmp_path):
-    assert layout.image_path("genai-bench", tmp_path, "00001", 0) == tmp_path / "00001.png"
-    assert layout.image_path("genai-bench", tmp_path, "00001", 2) == tmp_path / "00001_2.png"
-    assert layout.image_path("jsonl", tmp_path, "my-prompt", 1) == tmp_path / "my-prompt_1.png"
+    # GenAI-Bench: <key>.jpeg, the files t2v_metrics' generate.py writes and evaluate.py reads
+    genai = BENCHMARKS.get("genai-bench")
+    assert genai.image_path(tmp_path, "00001", 0) == tmp_path / "00001.jpeg"
+    assert genai.image_path(tmp_path, "00001", 2) == tmp_path / "00001_2.jpeg"
+    assert BENCHMARKS.get("jsonl").image_path(tmp_path, "my-prompt", 1) == tmp_path / "my-prompt_1.png"
+    assert BENCHMARKS.get("shapes").image_path(tmp_path, "00003", 0) == tmp_path / "00003.png"
     with pytest.raises(PromptFileError, match="cannot be used as a file name"):
         layout.keyed_image_path(tmp_path, "../escape", 0)
     with pytest.raises(ValueError, match="sample index"):
@@ -97,10 +101,16 @@ def test_record_rejects_unknown_text_used(tmp_path):
 def test_save_image_writes_layout_png_and_record(tmp_path):
     meta = {"tag": "single_object", "include": [{"class": "cow", "count": 1}], "prompt": "a photo of a cow"}
     p = Prompt("00001", "a photo of a cow", ("single_object",), meta, rewritten="a cow grazing in a field")
-    path = layout.save_image(tmp_path, "geneval", p, 2, seed=7, config_hash="h", image=Image.new("RGB", (4, 4)))
+    path = layout.save_image(tmp_path, BENCHMARKS.get("geneval"), p, 2, seed=7, config_hash="h",
+                             image=Image.new("RGB", (4, 4)))
     assert path == tmp_path / "00001" / "samples" / "0002.png" and path.is_file()
     assert json.loads((tmp_path / "00001" / "metadata.jsonl").read_text()) == meta
     (rec,) = layout.read_records(tmp_path)
     assert rec == layout.ImageRecord("00001", 2, 7, "h", "00001/samples/0002.png", "rewritten")
-    g = layout.save_image(tmp_path / "g", "genai-bench", Prompt("00009", "x"), 0, 1, "h", Image.new("RGB", (4, 4)))
-    assert g == tmp_path / "g" / "00009.png" and layout.done_images(tmp_path / "g", "h") == {("00009", 0)}
+    image = Image.new("RGB", (16, 16), (200, 30, 30))
+    g = layout.save_image(tmp_path / "g", BENCHMARKS.get("genai-bench"), Prompt("00009", "x"), 0, 1, "h", image)
+    assert g == tmp_path / "g" / "00009.jpeg" and layout.done_images(tmp_path / "g", "h") == {("00009", 0)}
+    with Image.open(g) as back:  # a JPEG as Pillow's default save writes it (what the official generator makes)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG")
+        assert back.format == "JPEG" and g.read_bytes() == buffer.getvalue()

@@ -189,3 +189,18 @@ def test_official_sources_are_pinned_for_geneval():
     if GENEVAL.is_dir():  # the pins are the SHA-256 of the byte-exact official copies
         for name, sha in ds.pinned().items():
             assert hashlib.sha256((GENEVAL / name).read_bytes()).hexdigest() == sha
+
+
+def test_cli_data_fetch_asks_the_benchmark_for_its_data_set(monkeypatch, capsys):
+    from tsbench.cli import main
+
+    fetched = []
+    monkeypatch.setattr(data_mod, "fetch", lambda name, dest=None: fetched.append(name) or Path("/x") / name)
+    assert main(["data", "fetch", "genai-bench"]) == 0  # the benchmark's default version: 1600
+    assert main(["data", "fetch", "genai-bench", "--version", "527"]) == 0
+    assert main(["data", "fetch", "geneval"]) == 0
+    assert main(["data", "fetch", "genai-bench-527"]) == 0  # a data set by its own name
+    assert fetched == ["genai-bench-1600", "genai-bench-527", "geneval", "genai-bench-527"]
+    assert main(["data", "fetch", "shapes"]) == 2
+    assert "has no files to download" in capsys.readouterr().err
+    assert main(["data", "fetch", "genai-bench", "--version", "600"]) == 2

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tsbench.benchmarks import PROMPT_SUITES, PromptFileError, apply_rewrites, load_jsonl, load_prompts, load_txt
+from tsbench.benchmarks import BENCHMARKS, Benchmark, PromptFileError, apply_rewrites, load_jsonl, load_prompts, load_txt
 from tsbench.config.registry import RegistryError
 
 
@@ -117,7 +117,10 @@ def test_load_prompts_argument_errors(tmp_path):
         load_prompts("geneval", path=f)
 
 
-def test_registry_lists_suites_and_suggests():
-    assert set(PROMPT_SUITES.names()) >= {"genai-bench", "geneval", "txt", "jsonl"}
+def test_registry_holds_benchmark_objects_and_suggests():
+    assert set(BENCHMARKS.names()) >= {"genai-bench", "geneval", "shapes", "txt", "jsonl"}
+    for name in BENCHMARKS.names():
+        bench = BENCHMARKS.get(name)
+        assert isinstance(bench, Benchmark) and bench.name == name and bench.protocol
     with pytest.raises(RegistryError, match="Did you mean 'geneval'"):
         load_prompts("gen-eval")

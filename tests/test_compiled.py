@@ -9,6 +9,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 import tsbench
 from tsbench.engine.generate import GuidanceConfig, generate_tokens
 from tsbench.engine.sampling import SamplingConfig
+from tsbench.models import ADAPTERS
 from tsbench.models.base import ARImageModel
 from tsbench.models.compiled import CompileUnsupported, compile_decode, compile_now
 
@@ -105,3 +106,16 @@ class StepOnly(ARImageModel):
 def test_adapter_without_decode_is_refused_by_name() -> None:
     with pytest.raises(CompileUnsupported, match="adapter 'step-only' implements step\\(\\) but no decode\\(\\)"):
         compile_decode(StepOnly())
+
+
+@pytest.mark.parametrize("adapter, preset", [("token-shuffle", "tiny"), ("llamagen", "GPT-tiny"),
+                                             ("llamagen-ts", "GPT-tiny"), ("janus", "tiny"), ("emu3", "tiny")])
+def test_registry_says_which_adapters_compile(adapter: str, preset: str) -> None:
+    """The suite loader refuses model.compile by the registry's flag; it must agree with the model."""
+    if adapter in ("janus", "emu3"):
+        pytest.importorskip("transformers")
+    model = tsbench.load_model(adapter, preset=preset, device="meta")
+    assert ADAPTERS.get(adapter).compiles == (type(model).decode is not ARImageModel.decode)
+    if not ADAPTERS.get(adapter).compiles:
+        with pytest.raises(CompileUnsupported, match=f"adapter {adapter!r} implements step"):
+            compile_decode(model)

@@ -19,24 +19,35 @@ from tsbench.measure.flops import (
     flops_report,
     vq_decode_flops,
 )
-from tsbench.models.token_shuffle import TS_PRESETS
-from tsbench.models.vq import VQModel, get_vq_config
+from dataclasses import replace
+
+from tsbench.models.token_shuffle import TS_PRESETS, cost_model
+from tsbench.models.vq import VQModel, decode_cost, get_vq_config
 
 TS27 = TS_PRESETS["ts-2.7b"]
 
 
+def ts27(window: int):
+    """The cost model of ts-2.7b at ``window``, from the config alone."""
+    return cost_model(replace(TS27, window=window))
+
+
 @pytest.fixture(scope="module")
-def tiny_models() -> dict[int, torch.nn.Module]:
+def ts_models() -> dict[int, torch.nn.Module]:
     return {s: tsbench.load_model("token-shuffle", preset="tiny", window=s) for s in (1, 2, 4)}
 
 
 def assert_matches(counted: FlopBreakdown, analytic: FlopBreakdown) -> None:
-    """Every phase x component cell within 1 %, and attention actually counted."""
-    for phase in PHASES:
+    """Every phase x component cell within 1 %, and attention actually counted. A text encoder that this
+    run does not execute (random or precomputed captions) is the pipeline's cost, not counted here."""
+    ran = analytic.meta.get("text_encoder", {}).get("executed", True)
+    phases = [p for p in PHASES if ran or p != "text_encoder"]
+    for phase in phases:
         for component in COMPONENTS:
             got, want = counted.by_phase_component[phase][component], analytic.by_phase_component[phase][component]
             assert got == pytest.approx(want, rel=0.01), (phase, component)
-    assert counted.total == pytest.approx(analytic.total, rel=0.01)
+    total = sum(analytic.by_phase[p] for p in phases)
+    assert sum(counted.by_phase[p] for p in phases) == pytest.approx(total, rel=0.01)
     assert counted.by_phase_component["prefill"]["attention"] > 0
     assert counted.by_phase_component["decode"]["attention"] > 0
 
@@ -44,8 +55,8 @@ def assert_matches(counted: FlopBreakdown, analytic: FlopBreakdown) -> None:
 # Every decode step counted at 128^2; at 256^2 the first steps only, the rest extrapolated.
 @pytest.mark.parametrize("resolution,decode_steps", [(128, None), (256, 3)])
 @pytest.mark.parametrize("window", [1, 2, 4])
-def test_flop_counter_matches_executed_analytic(tiny_models, window, resolution, decode_steps) -> None:
-    model = tiny_models[window]
+def test_flop_counter_matches_executed_analytic(ts_models, window, resolution, decode_steps) -> None:
+    model = ts_models[window]
     counted = counted_flops(model, resolution, counter="flop_counter", decode_steps=decode_steps)
     assert counted.meta["prompt_tokens"] == DEFAULT_PROMPT_TOKENS  # the default prompt is 30 bytes + 2
     analytic = analytic_flops(model, resolution, causal=False, prompt_tokens=counted.meta["prompt_tokens"])
@@ -54,8 +65,8 @@ def test_flop_counter_matches_executed_analytic(tiny_models, window, resolution,
 
 @pytest.mark.parametrize("resolution", [128, 256])
 @pytest.mark.parametrize("window", [1, 2, 4])
-def test_fvcore_matches_executed_analytic(tiny_models, window, resolution) -> None:
-    model = tiny_models[window]
+def test_fvcore_matches_executed_analytic(ts_models, window, resolution) -> None:
+    model = ts_models[window]
     counted = counted_flops(model, resolution, counter="fvcore", decode_steps=2)
     analytic = analytic_flops(model, resolution, causal=False, prompt_tokens=counted.meta["prompt_tokens"])
     assert_matches(counted, analytic)
@@ -72,13 +83,13 @@ def test_vq_decoder_counts_its_attention_blocks() -> None:
     ops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     hw, channels, blocks = grid[0] * grid[1], config.ch * config.ch_mult[-1], 1 + config.num_res_blocks + 1
     assert ops["aten.bmm"] == blocks * 4 * hw * hw * channels
-    assert vq_decode_flops(config, grid) == sum(ops.values())
+    assert vq_decode_flops(decode_cost(config), grid) == sum(ops.values())
 
 
 def test_causal_prefill_saves_the_upper_triangle() -> None:
     t, rows, cfg = 40, 2, TS27
-    causal = analytic_flops(cfg, 1024, window=2, prompt_tokens=t)
-    executed = analytic_flops(cfg, 1024, window=2, prompt_tokens=t, causal=False)
+    causal = analytic_flops(ts27(2), 1024, prompt_tokens=t)
+    executed = analytic_flops(ts27(2), 1024, prompt_tokens=t, causal=False)
     saved = rows * cfg.n_layers * 4 * cfg.n_heads * cfg.head_dim * t * (t - 1) // 2
     assert executed.total - causal.total == saved
     assert executed.by_phase_component["prefill"]["attention"] - causal.by_phase_component["prefill"]["attention"] == saved
@@ -88,7 +99,7 @@ def test_causal_prefill_saves_the_upper_triangle() -> None:
 def test_window_scaling_at_2048() -> None:
     """s = 1 -> 2 cuts decode attention ~16x (s^4; the prompt prefix and the M - 1 steps pull the exact
     ratio to 15.8, hence 2 %), linear layers ~4x (s^2, within 1 %), and leaves the head unchanged."""
-    by_window = {s: analytic_flops(TS27, 2048, window=s) for s in (1, 2, 4)}
+    by_window = {s: analytic_flops(ts27(s), 2048) for s in (1, 2, 4)}
     decode = {s: r.by_phase_component["decode"] for s, r in by_window.items()}
     assert decode[1]["attention"] / decode[2]["attention"] == pytest.approx(16, rel=0.02)
     for component in ("attn_proj", "ffn"):
@@ -99,7 +110,7 @@ def test_window_scaling_at_2048() -> None:
 
 
 def test_cfg_doubles_the_transformer_not_the_vq_decoder() -> None:
-    with_cfg, without = analytic_flops(TS27, 1024, window=2), analytic_flops(TS27, 1024, window=2, cfg=False)
+    with_cfg, without = analytic_flops(ts27(2), 1024), analytic_flops(ts27(2), 1024, cfg=False)
     for phase in ("prefill", "decode"):
         assert with_cfg.by_phase[phase] == 2 * without.by_phase[phase]
     assert with_cfg.by_phase["vq_decode"] == without.by_phase["vq_decode"] > 0
@@ -126,7 +137,23 @@ def test_llamagen_counted_matches_analytic(window, counter) -> None:
     counted = counted_flops(model, 128, counter=counter, decode_steps=3)
     analytic = analytic_flops(model, 128, causal=False)
     assert_matches(counted, analytic)
-    assert counted.by_component["caption_mlp"] > 0
+    assert counted.by_component["input_proj"] > 0
+    assert analytic.by_phase["text_encoder"] > 0 and analytic.meta["text_encoder"]["executed"] is False
+
+
+def test_llamagen_text_encoder_pass_is_its_own_phase(tmp_path) -> None:
+    """With a real (tiny) T5 encoder the prompt's encoder pass is counted once per image, not per CFG row
+    (the null caption is a stored embedding), and matches the analytic encoder phase."""
+    from tiny_models import tiny_t5
+
+    model = tsbench.load_model("llamagen", preset="GPT-tiny", text_encoder=str(tiny_t5(tmp_path, width=32)))
+    counted = counted_flops(model, 64, counter="flop_counter")
+    analytic = analytic_flops(model, 64, causal=False)
+    assert analytic.meta["text_encoder"]["executed"] is True
+    assert analytic.by_phase["text_encoder"] > 0
+    assert counted.by_phase["text_encoder"] == pytest.approx(analytic.by_phase["text_encoder"], rel=0.01)
+    assert_matches(counted, analytic)
+    assert analytic_flops(model, 64, cfg=False).by_phase["text_encoder"] == analytic.by_phase["text_encoder"]
 
 
 def test_llamagen_reproduces_the_official_generate_count() -> None:
@@ -137,9 +164,9 @@ def test_llamagen_reproduces_the_official_generate_count() -> None:
     from tsbench.models.llamagen import LLAMAGEN_CONFIGS
 
     cfg, t, steps, rows = LLAMAGEN_CONFIGS["GPT-XL"], 120, 255, 2
-    ours = analytic_flops(cfg, 256, causal=False)
+    ours = analytic_flops(tsbench.load_model("llamagen", preset="GPT-XL", device="meta"), 256, causal=False)
     table = ours.by_phase_component
-    official = (ours.total - ours.by_phase["vq_decode"] - table["prefill"]["attention"]
+    official = (ours.total - ours.by_phase["vq_decode"] - ours.by_phase["text_encoder"] - table["prefill"]["attention"]
                 + rows * 2 * cfg.dim * cfg.vocab_size * (t - 1)
                 - table["decode"]["attention"] + rows * cfg.n_layer * 4 * cfg.dim * 376 * steps)
     assert official == pytest.approx(1.16592e12, rel=1e-5)

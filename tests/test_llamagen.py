@@ -239,19 +239,10 @@ def test_random_captions_are_seeded_by_prompt() -> None:
 
 def test_t5_encoder_path(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from tiny_models import tiny_t5
 
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "red": 4, "cat": 5}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                                         unk_token="<unk>").save_pretrained(tmp_path)
-    t5_config = transformers.T5Config(vocab_size=6, d_model=TINY.caption_dim, d_kv=8, d_ff=64, num_layers=1,
-                                      num_heads=4)
-    encoder = transformers.T5EncoderModel(t5_config).eval()
-    encoder.save_pretrained(tmp_path)
-
+    tiny_t5(tmp_path, width=TINY.caption_dim)
+    encoder = transformers.T5EncoderModel.from_pretrained(tmp_path).eval()
     model = build_llamagen("GPT-tiny", text_encoder=str(tmp_path))
     cond = model.condition(["A Red CAT"], cfg=False)  # cleaned to "a red cat", then EOS: 4 of 8 slots
     ids = torch.tensor([[3, 4, 5, 1, 0, 0, 0, 0]])

@@ -55,6 +55,7 @@ def _row(res: int, window: int, schedule: str, batch: int = 1) -> dict:
     quality = {t: 0.8 - 0.05 * np.log2(window) - (0.02 if schedule == "constant" else 0) - 0.01 * i
                for i, t in enumerate(["attribute", "scene", "counting", "negation", "basic", "advanced"])}
     quality["overall"] = (quality["basic"] + quality["advanced"]) / 2
+    t2v = "quality.vqascore-t2v"
     cell_id = f"resolution={res},window={window},cfg_schedule={schedule},batch_size={batch}"
     return {
         "cell_id": cell_id, "cell_hash": f"h{res}{window}{schedule}{batch}", "status": "ok", "message": "",
@@ -70,13 +71,33 @@ def _row(res: int, window: int, schedule: str, batch: int = 1) -> dict:
         "throughput.images_per_s": batch / (latency * batch) * (1 + 0.3 * np.log2(batch)),
         "memory.peak_rss_mib": 500 + res, "memory.kv_cache_mib": steps / 64,
         "quality.benchmark": "genai-bench", "quality.version": "527", "quality.text_used": "original",
-        "quality.vqascore.status": "scored", **{f"quality.vqascore.{t}": v for t, v in quality.items()},
-        "quality.vqascore.scorer": "vqascore 1", "quality.overall": quality["overall"], "quality.prompts": 527,
+        "quality.prompts": 527, "quality.benchmark_prompts": 527,
+        f"{t2v}.status": "scored", f"{t2v}.metric": "vqascore", f"{t2v}.model": "clip-flant5-xxl",
+        f"{t2v}.version": "t2v_metrics 3.0; clip-flant5-xxl", f"{t2v}.aggregation": "official",
+        f"{t2v}.summary": "complete", f"{t2v}.direction": "higher",
+        **{f"{t2v}.{t}": v for t, v in quality.items()},
+        **{f"{t2v}.{t}.ci_low": v - 0.03 for t, v in quality.items()},
+        **{f"{t2v}.{t}.ci_high": v + 0.03 for t, v in quality.items()},
         "quality.clipscore.mean": 0.3 - 0.01 * window, "quality.clipscore.status": "scored",
+        "quality.clipscore.metric": "clipscore", "quality.clipscore.aggregation": "mean",
+        "quality.clipscore.summary": "complete", "quality.clipscore.model": "ViT-L-14/openai; torchmetrics",
         "quality.geneval.status": "not scored: detector missing <mmdet>",
         "samples.prompts": ["<b>bold</b> & $x^2$ cat", "a dog"], "samples.seeds": [0, 1],
         "samples.paths": [f"cells/{cell_id}/samples/{i:02d}.png" for i in range(2)],
     }
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke suite's quality on the shipped ShapesBench models: windows 1/2 x constant/half-linear,
+    120 prompts; no timing (cost is not what these tests check)."""
+    run_dir = tmp_path_factory.getbasetemp() / "report_smoke_run"
+    if not (run_dir / "results.csv").is_file():
+        assert cli_main(["run", str(Path(__file__).resolve().parents[1] / "suites" / "smoke.yaml"), "--run-dir",
+                         str(run_dir), "--no-report", "--no-progress", "--set", "sweep.grid.model.window=[1,2]",
+                         "--set", "measure.latency=false", "--set", "measure.memory=false",
+                         "--set", "measure.flops=false"]) == 0
+    return run_dir
 
 
 @pytest.fixture
@@ -198,9 +219,11 @@ def test_tidy_keeps_numeric_metrics_only(synthetic_run: Path) -> None:
     frame = tidy(cells)
     assert list(frame.columns) == ID_COLUMNS + ["metric", "value"]
     metrics = set(frame["metric"])
-    assert {"latency.per_image_s", "flops.total", "quality.vqascore.overall", "memory.peak_rss_mib"} <= metrics
+    assert {"latency.per_image_s", "flops.total", "quality.vqascore-t2v.overall", "memory.peak_rss_mib"} <= metrics
+    assert {"quality.vqascore-t2v.overall.ci_low", "quality.vqascore-t2v.basic.ci_high"} <= metrics
     assert not any(m.endswith(".raw") or m.startswith(("config.", "env.", "samples.")) for m in metrics)
-    assert "quality.vqascore.status" not in metrics and "quality.prompts" not in metrics
+    assert "quality.vqascore-t2v.status" not in metrics and "quality.prompts" not in metrics
+    assert "quality.benchmark_prompts" not in metrics
     assert frame["value"].notna().all()
     assert frame["window"].dtype == "Int64" and frame["suite"].iloc[0] == "synthetic <suite>"
 
@@ -235,7 +258,7 @@ def test_make_plots_draws_every_figure(synthetic_run: Path, tmp_path: Path) -> N
     names = {p.name for p in paths}
     assert {"flops_vs_resolution.png", "latency_breakdown.png", "memory_vs_resolution.png",
             "throughput_vs_batch.png", "quality_vs_window.png", "quality_per_schedule.png",
-            "pareto_quality_latency.png", "cfg_schedules.png", "skills_vqascore.png"} <= names
+            "pareto_quality_latency.png", "cfg_schedules.png", "skills_vqascore-t2v.png"} <= names
     assert any(n.startswith("grid_window_") for n in names) and any(n.startswith("grid_cfg_schedule_") for n in names)
     for path in paths:
         assert path.is_file() and 0 < path.stat().st_size < 400_000
@@ -301,7 +324,11 @@ def test_report_from_synthetic_run(synthetic_run: Path, tmp_path: Path) -> None:
     assert "CUDA out of memory &lt;tried 80 GiB&gt;" in html
     assert 'class="badge">published</span> Token-Shuffle†</td><td data-sort="">yes</td>' in html
     assert 'class="badge">published</span> Token-Shuffle</td><td data-sort="">no</td><td data-sort="0.78">' in html
-    assert "images/skills_vqascore.png" in html and "images/pareto_quality_latency.png" in html
+    assert "images/skills_vqascore-t2v.png" in html and "images/pareto_quality_latency.png" in html
+    # t2v_metrics' clip-flant5-xxl, every prompt scored: the published GenAI-Bench rows stand beside the cells
+    section = html.split("vqascore-t2v (vqascore) on GenAI-Bench 527 (527 prompts)")[1].split("<h3")[0]
+    assert "0.80 [0.77, 0.83]" in section.split("</table>")[0]  # s = 1, half-linear attribute, with its interval
+    assert "not comparable" not in section
     assert "geneval: not scored: detector missing &lt;mmdet&gt; (13 cells)" in html
     assert "<th title=\"click to sort\">clipscore mean</th>" in html  # a metric without 'overall'
     assert "images/skills_clipscore.png" not in html  # one number, no skills
@@ -318,3 +345,83 @@ def test_cli_report(real_run: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "index.html" in capsys.readouterr().out
     manifest = json.loads((real_run / "manifest.json").read_text())
     assert manifest["suite"]["workload"]["prompts"] == [XSS_PROMPT]
+
+
+# ---- comparability, partial runs, intervals ----------------------------------------------------------
+def _rewrite_scorer(run_dir: Path, rename: str | None = None, **changes: object) -> None:
+    """Rewrite the synthetic run's vqascore-t2v columns: under another scorer name, and with ``changes``
+    (None deletes a column and its sub-columns)."""
+    store = RunStore(run_dir)
+    rows = store.load_rows()
+    store.results_path.unlink()
+    for row in rows:
+        if rename:
+            row = {k.replace("quality.vqascore-t2v.", f"quality.{rename}.", 1): v for k, v in row.items()}
+        for key, value in changes.items():
+            for column in [c for c in row if value is None and (c == key or c.startswith(key + "."))]:
+                del row[column]
+            if value is not None:
+                row[key] = value
+        store.append(row)
+
+
+def test_vqascore_hf_cells_never_stand_beside_clip_flant5_rows(synthetic_run: Path, tmp_path: Path) -> None:
+    _rewrite_scorer(synthetic_run, rename="vqascore-hf", **{"quality.vqascore-hf.model": "hf:llava-tiny"})
+    html = check_page(build_report([synthetic_run], tmp_path / "report"))
+    section = html.split("vqascore-hf (vqascore) on GenAI-Bench 527 (527 prompts)")[1].split("<h3")[0]
+    assert "not comparable: scored with hf:llava-tiny; the published vqascore rows were scored with " \
+           "clip-flant5-xxl, gpt-4o" in section
+    assert 'class="published"' not in section and "Token-Shuffle" not in section
+    # the published rows are still in the report, apart, saying how they were measured
+    assert "GenAI-Bench: vqascore, scored with clip-flant5-xxl" in html
+    assert "images/skills_vqascore-hf.png" in html  # drawn without published bars (checked by the title)
+
+
+def test_partial_cells_are_marked_and_kept_apart(synthetic_run: Path, tmp_path: Path) -> None:
+    _rewrite_scorer(synthetic_run, **{"quality.vqascore-t2v.summary": "partial",
+                                      "quality.vqascore-t2v.overall": None,
+                                      "quality.vqascore-t2v.coverage.overall": "8/527",
+                                      "quality.vqascore-t2v.coverage.basic": "8/214"})
+    html = check_page(build_report([synthetic_run], tmp_path / "report"))
+    section = html.split("vqascore-t2v (vqascore) on GenAI-Bench 527 (527 prompts)")[1].split("<h3")[0]
+    assert "not comparable: partial run: 8 of 527 prompts scored" in section
+    assert "partial: coverage basic 8/214" in section and 'class="published"' not in section
+    assert "<th title=\"click to sort\">vqascore-t2v overall</th>" not in html  # no overall column at all
+
+
+def test_smoke_run_carries_intervals_and_paired_comparisons(smoke_run: Path, tmp_path: Path) -> None:
+    rows = RunStore(smoke_run).load_rows()
+    assert len(rows) == 4
+    for row in rows:
+        assert row["quality.shapes-oracle.summary"] == "complete" and row["quality.shapes-oracle.model"] == "shapes-oracle"
+        for tag in ("single_object", "position", "overall"):
+            low, value, high = (row[f"quality.shapes-oracle.{tag}{s}"] for s in (".ci_low", "", ".ci_high"))
+            assert low <= value <= high and high - low < 0.6
+    html = check_page(build_report([smoke_run], tmp_path / "report"))
+    number = r"[+−]\d\.\d\d"
+    for label in ("half-linear vs constant at s = 1", "half-linear vs constant at s = 2",
+                  "s = 2 vs s = 1 at constant", "s = 2 vs s = 1 at half-linear"):
+        assert re.search(rf"{label}: <strong>{number} \[{number}, {number}\]</strong> \(overall\)", html), label
+    assert "images/quality_vs_window.png" in html and "ShapesBench test (120 prompts)" in html
+    tidy_csv = pd.read_csv(tmp_path / "report" / "tidy.csv")
+    assert {"quality.shapes-oracle.overall.ci_low", "quality.shapes-oracle.overall.ci_high"} <= set(tidy_csv["metric"])
+
+
+def test_cost_only_rows_never_show_quality_and_rows_carry_the_real_window(tmp_path: Path) -> None:
+    """A partial-random row (trained backbone, new shuffle modules) keeps its cost but no quality, so no
+    table or plot sets it beside trained models; a null config window reads as the window the model ran."""
+    run_dir = tmp_path / "run"
+    store = RunStore(run_dir)
+    trained = _row(256, 1, "constant")
+    shuffled = {**_row(256, 2, "constant"), "model.weights": "partial-random", "config.model.window": None,
+                "model.window": 2}
+    for row in (trained, shuffled):
+        store.append(row)
+    cells = load_cells([run_dir]).set_index("cell_id")
+    assert cells.loc[shuffled["cell_id"], "window"] == 2
+    assert pd.isna(cells.loc[shuffled["cell_id"], "quality.vqascore-t2v.overall"])
+    assert cells.loc[trained["cell_id"], "quality.vqascore-t2v.overall"] == trained["quality.vqascore-t2v.overall"]
+    frame = tidy(load_cells([run_dir]))
+    quality = frame[frame["metric"].str.startswith("quality.")]
+    assert set(quality["weights"]) == {"abc123"}
+    assert "flops.total" in set(frame.loc[frame["weights"] == "partial-random", "metric"])

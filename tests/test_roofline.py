@@ -13,54 +13,57 @@ import tsbench
 from tsbench.measure import roofline
 from tsbench.measure.roofline import decode_bytes, machine_limits, roofline_columns
 from tsbench.models.compiled import compile_decode
+from tsbench.models.cost import decode_weights, kv_bytes_per_position
 from tsbench.report.plots import plot_roofline
 
 PROMPTS = ["a red circle", "two blue squares on a long grey road"]
 
 
-@pytest.mark.parametrize("adapter, preset", [("token-shuffle", "tiny"), ("llamagen", "GPT-tiny")])
-def test_kv_bytes_per_position_matches_the_allocated_cache(adapter: str, preset: str) -> None:
-    model = tsbench.load_model(adapter, preset=preset)
+CASES = [("token-shuffle", "tiny", 1), ("token-shuffle", "tiny", 2), ("llamagen", "GPT-tiny", 1),
+         ("llamagen-ts", "GPT-tiny", 2)]
+
+
+@pytest.mark.parametrize("adapter, preset, window", CASES)
+def test_cost_model_sizes_match_the_modules(adapter: str, preset: str, window: int) -> None:
+    """The weights a step streams are the matrices of the layers, the head and the shuffle modules
+    (not the embedding tables, the caption projection or the VQ); the KV bytes those allocated."""
+    model = tsbench.load_model(adapter, preset=preset, window=window)
+    cost = model.cost_model()
+    streamed = ("layers.", "output.", "shuffle_in.", "shuffle_out.")
+    matrices = sum(p.numel() for n, p in model.named_parameters() if n.startswith(streamed) and p.dim() == 2)
+    assert decode_weights(cost) == matrices
     with torch.inference_mode():
-        cond = model.condition(PROMPTS, cfg=True)
-        state, _ = model.start(cond, (4, 4))
-    assert model.kv_bytes_per_position(cond.rows) * state.cache.max_len == state.cache.nbytes
-
-
-def test_decode_weight_bytes_skip_embedding_tables_and_the_vq() -> None:
-    model = tsbench.load_model("token-shuffle", preset="tiny")
-    streamed = sum(p.numel() * 4 for n, p in model.named_parameters() if n.startswith(("layers.", "norm.", "output.")))
-    assert model.decode_weight_bytes() == streamed
-    llamagen = tsbench.load_model("llamagen", preset="GPT-tiny")
-    caption = sum(p.numel() * 4 for p in llamagen.cls_embedding.parameters())
-    table = llamagen.tok_embeddings.weight.numel() * 4
-    assert llamagen.decode_weight_bytes() == sum(p.numel() * 4 for p in llamagen.parameters()) - caption - table
+        cond = model.condition(PROMPTS, cfg=True, grid=(8, 8))
+        state, _ = model.start(cond, (8, 8))
+    allocated = sum(t.numel() * t.element_size() for t in (*state.cache.keys, *state.cache.values))
+    assert kv_bytes_per_position(cost, cond.rows, 4) * state.cache.max_len == allocated
 
 
 def test_decode_reads_the_prefix_or_the_whole_buffer() -> None:
     model = tsbench.load_model("token-shuffle", preset="tiny")
-    per_position = model.kv_bytes_per_position(2)
-    # prompt 10, 15 decode steps: step k reads 10 + k + 1 positions, on average 18; the whole buffer 25
-    assert decode_bytes(model, 2, 10, 15, whole_buffer=False)["kv_cache"] == per_position * 18
-    assert decode_bytes(model, 2, 10, 15, whole_buffer=True)["kv_cache"] == per_position * 25
+    per_position = kv_bytes_per_position(model.cost_model(), 2, 4)
+    # prompt 10, a 4 x 4 grid: decode step k has fed k + 1 of 15 positions; on average 10 + 8 are read
+    assert decode_bytes(model, 2, 10, (4, 4), whole_buffer=False)["kv_cache"] == per_position * 18
+    assert decode_bytes(model, 2, 10, (4, 4), whole_buffer=True)["kv_cache"] == per_position * 25
+    assert decode_bytes(model, 2, 10, (4, 4), whole_buffer=False)["weights"] == decode_weights(model.cost_model()) * 4
 
 
 def test_columns_by_hand() -> None:
     model = tsbench.load_model("token-shuffle", preset="tiny")
     limits = {"env.read_bandwidth_bytes_s": 1e9, "env.peak_matmul_flop_s": 1e12}
-    row = roofline_columns(model, rows=2, prompt_tokens=10, steps=15, flops_per_step=2e6, step_seconds=0.01,
+    row = roofline_columns(model, rows=2, prompt_tokens=10, grid=(4, 4), flops_per_step=2e6, step_seconds=0.01,
                            limits=limits)
-    total = model.decode_weight_bytes() + model.kv_bytes_per_position(2) * 18
+    total = 4 * decode_weights(model.cost_model()) + kv_bytes_per_position(model.cost_model(), 2, 4) * 18
     assert row["roofline.bytes_per_step"] == total and row["roofline.bound"] == "memory"
     assert row["roofline.bound_steps_per_s"] == pytest.approx(1e9 / total)
     assert row["roofline.decode_fraction"] == pytest.approx(100 / (1e9 / total))
     assert row["roofline.arithmetic_intensity"] == pytest.approx(2e6 / total)
     assert row["roofline.achieved_flop_s"] == pytest.approx(2e8)
-    compute = roofline_columns(model, 2, 10, 15, flops_per_step=1e12, step_seconds=None, limits=limits)
+    compute = roofline_columns(model, 2, 10, (4, 4), flops_per_step=1e12, step_seconds=None, limits=limits)
     assert compute["roofline.bound"] == "compute" and compute["roofline.bound_steps_per_s"] == pytest.approx(1.0)
     assert "roofline.decode_fraction" not in compute
     compiled = compile_decode(tsbench.load_model("token-shuffle", preset="tiny"))  # on CPU: prefix reads too
-    assert roofline_columns(compiled, 2, 10, 15, 2e6, 0.01, limits) == row
+    assert roofline_columns(compiled, 2, 10, (4, 4), 2e6, 0.01, limits) == row
 
 
 def test_machine_limits_are_measured_once_and_keyed_on_dtype(tmp_path: Path, monkeypatch) -> None:

@@ -46,12 +46,25 @@ def test_variants_follow_their_definitions(checkpoint, items):
     assert any(c < 0 for c in cos) and any(c > 0 for c in cos)  # random weights give both signs: clipping is tested
     tm = SCORERS.get("clipscore")(TINY, str(checkpoint), device="cpu", batch_size=3).score(items)
     assert [r.score for r in tm] == pytest.approx([100 * max(c, 0) for c in cos], abs=1e-4)
+    # Hessel's CLIP-S prefixes the caption itself
     hessel = CLIPScorer(TINY, checkpoint, variant="hessel", device="cpu").score(items)
-    assert [r.score for r in hessel] == pytest.approx([2.5 * max(c, 0) for c in cos], abs=1e-6)
+    prefixed = cosines(checkpoint, items, "A photo depicts ")
+    assert prefixed != pytest.approx(cos, abs=1e-6)
+    assert [r.score for r in hessel] == pytest.approx([2.5 * max(c, 0) for c in prefixed], abs=1e-6)
+    assert "prefix 'A photo depicts '" in hessel[0].scorer_version
     raw = CLIPScorer(TINY, checkpoint, variant="cosine", device="cpu").score(items)
     assert [r.score for r in raw] == pytest.approx(cos, abs=1e-6)
     assert [(r.prompt_id, r.metric) for r in tm] == [(it.prompt_id, "clipscore") for it in items]
     assert checkpoint.name in tm[0].scorer_version and "torchmetrics" in tm[0].scorer_version
+
+
+def test_torchmetrics_variant_defaults_to_torchmetrics_default_model():
+    """torchmetrics' CLIPScore() is OpenAI's ViT-L/14 at 100 * max(cos, 0); the variant of that name too."""
+    from tsbench.scoring.clipscore import VARIANTS
+
+    assert (VARIANTS["torchmetrics"].model, VARIANTS["torchmetrics"].pretrained) == ("ViT-L-14", "openai")
+    assert VARIANTS["torchmetrics"].weight == 100.0 and VARIANTS["torchmetrics"].text_prefix == ""
+    assert (VARIANTS["hessel"].model, VARIANTS["hessel"].weight) == ("ViT-B-32", 2.5)
 
 
 def test_text_prefix_is_applied(checkpoint, items):

@@ -114,7 +114,7 @@ def test_geneval_scorer_with_pluggable_parts(tmp_path):
     rows = scorer.score([ScoreItem("00000", 0, img, meta_pos["prompt"], meta_pos),
                          ScoreItem("00001", 2, img, meta_col["prompt"], meta_col)])
     assert [(r.prompt_id, r.sample, r.metric, r.score) for r in rows] == [
-        ("00000", 0, "geneval_correct", 1.0), ("00001", 2, "geneval_correct", 0.0)]
+        ("00000", 0, "geneval", 1.0), ("00001", 2, "geneval", 0.0)]
     assert rows[0].details["kept"] == {"dog": [[40, 0, 60, 20, 0.95]], "cat": [[0, 0, 20, 20, 0.95]]}
     assert rows[1].details["reason"] == "expected green dog>=1, found 0 green; and 1 pink"
     with pytest.raises(ScoringInputError, match="needs the prompt's official metadata"):
@@ -212,7 +212,7 @@ def test_official_backend_runs_the_evaluator_and_maps_rows(official_repo, tmp_pa
     rows = scorer.score(rel_items)
     assert [(r.prompt_id, r.sample, r.score) for r in rows] == [
         ("00000", 0, 1.0), ("00000", 1, 0.0), ("00000", 2, 1.0), ("00001", 0, 1.0)]
-    assert rows[1].details == {"tag": "single_object", "reason": "odd"} and rows[0].metric == "geneval_correct"
+    assert rows[1].details == {"tag": "single_object", "reason": "odd"} and rows[0].metric == "geneval"
     monkeypatch.setenv("FAIL_EVAL", "1")
     with pytest.raises(RuntimeError, match="CUDA is required"):
         scorer.score(items[:1])

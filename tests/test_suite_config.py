@@ -10,7 +10,9 @@ import pytest
 
 from tsbench.config.suite import (ConfigError, MeasureConfig, ModelConfig, QualityConfig, SuiteConfig,
                                   SweepConfig, WorkloadConfig, config_hash, get_key, load_suite, parse_override,
-                                  suite_from_dict)
+                                  suite_from_dict, with_overrides)
+from tsbench.models import ADAPTERS
+from tsbench.models.llamagen import LlamaGenOptions
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -27,10 +29,12 @@ def load_error(tmp_path: Path, text: str, overrides: list[str] = ()) -> str:
 
 def test_defaults_and_every_field_documented() -> None:
     suite = suite_from_dict({"name": "demo"})
-    assert suite.model.adapter == "token-shuffle" and suite.model.window == 1 and suite.model.preset == "small"
+    # window and preset default to the model's own: the checkpoint's window, the adapter's default preset
+    assert suite.model.adapter == "token-shuffle" and suite.model.window is None and suite.model.preset is None
     assert suite.workload.resolution == 256 and suite.workload.cfg_scale == 7.5 and suite.workload.prompts
     assert suite.quality.scorers == [] and suite.sweep is None and suite.output_dir == "runs"
-    for cls in (ModelConfig, WorkloadConfig, MeasureConfig, QualityConfig, SweepConfig, SuiteConfig):
+    options = [ADAPTERS.get(name).options for name in ADAPTERS.names()]
+    for cls in (ModelConfig, WorkloadConfig, MeasureConfig, QualityConfig, SweepConfig, SuiteConfig, *options):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
 
@@ -45,7 +49,7 @@ def test_full_file_round_trips(tmp_path: Path) -> None:
           cfg_interval: [0, 0.5]
           top_p: 0.9
           prompts: [a cat]
-        quality: {benchmark: txt, path: p.txt, scorers: [clip], scorer_options: {clip: {model: b32}}}
+        quality: {benchmark: txt, path: p.txt, scorers: [clipscore], scorer_options: {clipscore: {model: b32}}}
         sweep:
           grid: {model.window: [1, 2]}
     """))
@@ -53,7 +57,7 @@ def test_full_file_round_trips(tmp_path: Path) -> None:
     assert suite.workload.cfg_interval == [0.0, 0.5]
     assert suite.sweep == SweepConfig(grid={"model.window": [1, 2]})
     assert suite_from_dict(suite.to_dict()) == suite
-    assert get_key(suite, "quality.scorer_options.clip") == {"model": "b32"}
+    assert get_key(suite, "quality.scorer_options.clipscore") == {"model": "b32"}
 
 
 def test_unknown_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
@@ -91,9 +95,17 @@ def test_wrong_type_reports_expected_type(tmp_path: Path, text: str, expected: s
     ("workload: {cfg_interval: [0.5]}", "workload.cfg_interval: must be [start, end]"),
     ("model: {dtype: float61}", "model.dtype: must be one of float32, bfloat16, float16, got 'float61'. "
                                 "Did you mean 'float16'"),
-    ("model: {window: 0}", "model.window: must be an integer >= 1, got 0"),
-    ("quality: {benchmark: genai}", "quality.benchmark: must be one of genai-bench"),
+    ("model: {window: 0}", "model.window: must be an integer >= 1 or null, got 0"),
+    ("quality: {benchmark: genai}", "quality.benchmark: unknown benchmark 'genai'. Did you mean"),
     ("quality: {benchmark: jsonl}", "quality.path: is required when benchmark is 'jsonl'"),
+    ("quality: {benchmark: genai-bench, version: '600'}", "quality.version: GenAI-Bench has no version '600'; "
+                                                          "choose one of 527, 1600 (default 1600)"),
+    ("quality: {benchmark: geneval, path: p.txt}", "quality.path: GenEval reads its own prompts"),
+    ("quality: {scorers: [shapes-orcle]}", "quality.scorers[0]: unknown scorer 'shapes-orcle'. Did you mean "
+                                           "'shapes-oracle'?"),
+    ("quality: {scorer_options: {clip: {}}}", "quality.scorer_options.clip: unknown scorer 'clip'. Did you mean "
+                                              "'clipscore'?"),
+    ("quality: {bootstrap_resamples: -1}", "quality.bootstrap_resamples: must be >= 0"),
 ])
 def test_bad_value_reports_line_value_and_expectation(tmp_path: Path, text: str, expected: str) -> None:
     message = load_error(tmp_path, "name: demo\n" + text + "\n")
@@ -155,7 +167,7 @@ def test_sweep_keys_and_values_are_validated_with_lines(tmp_path: Path) -> None:
               - 0
     """)
     assert message.startswith(f"{tmp_path / 'suite.yaml'}:6 (sweep.grid.model.window[1]): model.window: "
-                              "must be an integer >= 1, got 0")
+                              "must be an integer >= 1 or null, got 0")
 
     assert "expected integer, got 'big'" in load_error(
         tmp_path, "name: d\nsweep:\n  zip: {workload.resolution: [256, big]}\n")
@@ -196,3 +208,65 @@ def test_config_hash_is_stable_and_canonical() -> None:
     assert config_hash(a) != config_hash({**a, "model": {"window": 4, "dtype": "float32"}})
     # pinned to the documented recipe: changing it would invalidate every stored result on resume
     assert config_hash({"x": 1}) == hashlib.sha256(b'{"x":1}').hexdigest()[:12]
+
+
+# ---- adapter options -------------------------------------------------------------------------------
+def test_options_are_built_into_the_adapters_own_class(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, """\
+        name: demo
+        model:
+          adapter: llamagen
+          options: {vq_checkpoint: vq.pt, allow_pickled_args: true}
+    """))
+    assert suite.model.options == LlamaGenOptions(vq_checkpoint="vq.pt", allow_pickled_args=True)
+    assert get_key(suite, "model.options.vq_checkpoint") == "vq.pt"
+    assert suite.to_dict()["model"]["options"] == {"vq_checkpoint": "vq.pt", "allow_pickled_args": True}
+    assert suite_from_dict(suite.to_dict()) == suite
+
+
+def test_unknown_option_names_file_line_and_suggestion(tmp_path: Path) -> None:
+    message = load_error(tmp_path, """\
+        name: demo
+        model:
+          adapter: llamagen
+          options:
+            vq_chekpoint: vq.pt
+    """)
+    assert message == (f"{tmp_path / 'suite.yaml'}:5: model.options.vq_chekpoint: unknown key. "
+                       "Did you mean 'vq_checkpoint'? (options of adapter 'llamagen')")
+
+
+def test_option_written_one_level_too_high_says_where_it_belongs(tmp_path: Path) -> None:
+    message = load_error(tmp_path, "name: demo\nmodel:\n  adapter: llamagen\n  text_encoder: t5\n")
+    assert ":4: model.text_encoder: unknown key. 'text_encoder' is an option of adapter 'llamagen': write it " \
+           "under model.options.text_encoder" in message
+
+
+def test_option_checks_and_unknown_adapters_fail_at_load(tmp_path: Path) -> None:
+    message = load_error(tmp_path, "name: d\nmodel:\n  adapter: llamagen\n  options:\n"
+                                   "    text_encoder: t5\n    text_embeddings: e.safetensors\n")
+    assert "model.options.text_embeddings: give either text_encoder or text_embeddings, not both" in message
+    message = load_error(tmp_path, "name: d\nmodel:\n  adapter: llamagenn\n")
+    assert ":3: model.adapter: unknown adapter 'llamagenn'. Did you mean 'llamagen'" in message
+    assert "expected boolean, got 'yes' (string)" in load_error(
+        tmp_path, "name: d\nmodel: {adapter: llamagen, options: {allow_pickled_args: 'yes'}}\n")
+
+
+def test_options_of_one_adapter_do_not_leak_into_a_swept_other(tmp_path: Path) -> None:
+    """A sweep cell switching adapters keeps the base options that differ from defaults, and only those:
+    an option the other adapter lacks is an error at load, not silently dropped."""
+    suite = load_suite(write(tmp_path, """\
+        name: demo
+        model: {adapter: llamagen, options: {vq_checkpoint: vq.pt}}
+        sweep:
+          zip: {model.adapter: [llamagen, llamagen-ts], model.window: [1, 2]}
+    """))
+    cell = with_overrides(suite, {"model.adapter": "token-shuffle", "model.options": {}})
+    assert cell.model.options == ADAPTERS.get("token-shuffle").options()
+    message = load_error(tmp_path, """\
+        name: demo
+        model: {adapter: llamagen, options: {text_encoder: t5}}
+        sweep:
+          grid: {model.adapter: [llamagen, token-shuffle]}
+    """)
+    assert "model.options.text_encoder: unknown key" in message and "(options of adapter 'token-shuffle')" in message

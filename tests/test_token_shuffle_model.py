@@ -79,6 +79,34 @@ def test_checkpoint_round_trip_is_exact(tmp_path: Path) -> None:
     assert torch.equal(same, tsbench.generate(loaded, PROMPTS[:1], 64, seed=1).tokens)
 
 
+def test_window_comes_from_the_checkpoint_and_a_contradiction_is_an_error(tmp_path: Path) -> None:
+    """A window-4 checkpoint runs at s = 4 and says so; asking it for another window fails instead of
+    recording a window the model does not run at."""
+    save_checkpoint(build_token_shuffle("tiny", window=4), tmp_path / "s4")
+    loaded = tsbench.load_model("token-shuffle", checkpoint=str(tmp_path / "s4"))
+    assert loaded.window == 4 and loaded.describe()["window"] == 4
+    assert tsbench.load_model("token-shuffle", checkpoint=str(tmp_path / "s4"), window=4).window == 4
+    with pytest.raises(CheckpointError, match="trained with window 4, asked for window 1"):
+        tsbench.load_model("token-shuffle", checkpoint=str(tmp_path / "s4"), window=1)
+
+
+def test_unknown_options_are_refused_not_ignored() -> None:
+    with pytest.raises(ValueError, match="unknown option 'text_encoder' of adapter 'token-shuffle'"):
+        tsbench.load_model("token-shuffle", preset="tiny", text_encoder="flan-t5-xl")
+    with pytest.raises(ValueError, match="Did you mean 'tokenizer'"):
+        tsbench.load_model("token-shuffle", preset="tiny", tokeniser="bytes")
+
+
+@pytest.mark.parametrize("window", [1, 2])
+def test_reported_kv_cache_bytes_equal_the_allocated_cache(window: int) -> None:
+    model = build_token_shuffle("tiny", window=window)
+    grid = model.grid(128)
+    cond = model.condition(PROMPTS, cfg=True)
+    state, _ = model.start(cond, grid)
+    allocated = sum(t.numel() * t.element_size() for t in (*state.cache.keys, *state.cache.values))
+    assert model.kv_cache_bytes(cond.rows, cond.length, grid) == allocated
+
+
 class _Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

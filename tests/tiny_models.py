@@ -126,3 +126,92 @@ def tiny_open_clip(folder: str | Path, name: str, seed: int = 0) -> Path:
     path = folder / "open_clip_pytorch_model.bin"
     torch.save(open_clip.create_model(name, pretrained=None).state_dict(), path)
     return path
+
+
+T5_WORDS = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "red": 4, "cat": 5}
+
+
+def tiny_t5(path: str | Path, width: int, seed: int = 0) -> Path:
+    """A 1-layer T5 encoder of width ``width`` with a six-word tokenizer (EOS appended), as a local
+    directory: LlamaGen's ``text_encoder`` option loads it like flan-t5-xl."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    tok = Tokenizer(models.WordLevel(T5_WORDS, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    path = Path(path)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                         unk_token="<unk>").save_pretrained(path)
+    torch.manual_seed(seed)
+    config = transformers.T5Config(vocab_size=len(T5_WORDS), d_model=width, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+    transformers.T5EncoderModel(config).eval().save_pretrained(path)
+    return path
+
+
+def _special_byte_tokenizer(specials: dict[str, int], **roles: str):
+    """Byte-level BPE without merges (bytes are ids 0..255) plus ``specials`` at their given ids."""
+    import transformers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab.update(specials)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
+
+
+def _perturb(model, seed: int, scale: float) -> None:
+    """Weights far from the tiny init, so greedy decisions differ from token to token."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+
+
+def tiny_janus(path: str | Path, seed: int = 0) -> Path:
+    """The ``janus`` adapter's ``tiny`` preset as a local transformers checkpoint (weights, byte tokenizer,
+    generation_config with boi_token_id), loadable with ``model.checkpoint``."""
+    import torch
+    import transformers
+
+    from tsbench.models.janus import JANUS_PRESETS, generation_config, janus_config
+
+    preset = JANUS_PRESETS["tiny"]
+    tok = _special_byte_tokenizer({"<bos>": preset.bos, "<eos>": preset.eos, "<pad>": preset.pad,
+                                   "<begin_of_image>": preset.boi, "<image_placeholder>": preset.image_token},
+                                  bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    torch.manual_seed(seed)
+    model = transformers.JanusForConditionalGeneration(janus_config(preset)).eval()
+    _perturb(model, seed, 0.2)
+    model.generation_config = generation_config(preset)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def tiny_emu3(path: str | Path, seed: int = 0) -> Path:
+    """The ``emu3`` adapter's ``tiny`` preset as a local transformers checkpoint (weights with the
+    vocabulary map, byte tokenizer with Emu3's special tokens)."""
+    import torch
+    import transformers
+
+    from tsbench.models.emu3 import EMU3_PRESETS, SPECIAL, emu3_config
+
+    preset = EMU3_PRESETS["tiny"]
+    specials = {"<bos>": preset.bos, "<eos>": preset.eos, "<pad>": preset.pad,
+                **{SPECIAL[name]: token for name, token in preset.special}}
+    tok = _special_byte_tokenizer(specials, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    torch.manual_seed(seed)
+    model = transformers.Emu3ForConditionalGeneration(emu3_config(preset)).eval()
+    _perturb(model, seed, 0.2)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

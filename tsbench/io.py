@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+# Names that become one path component (a prompt id's ``<id>.png``, a suite's run directory) must stay one:
+# no separator, no '..', no leading dot or dash.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+SAFE_NAME_RULE = "use letters, digits, '.', '_' or '-' only (starting with a letter or digit, no '..')"
+
+
+def is_safe_name(name: str) -> bool:
+    """Whether ``name`` is a single, harmless file or directory name (see SAFE_NAME_RULE)."""
+    return bool(_SAFE_NAME.fullmatch(name)) and ".." not in name
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # e.g. a read-only directory: name the file meant, not the temporary one
+        raise type(err)(err.errno, err.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

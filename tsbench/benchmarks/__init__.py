@@ -1,10 +1,12 @@
-"""Benchmark prompt suites, official data files and image layouts (stdlib + Pillow only)."""
+"""Benchmarks: prompt sets, official data files, image layouts and summary rules (stdlib + Pillow only)."""
+from .base import Aggregate, Benchmark, PublishedMetric, SummaryRule
 from .errors import BenchmarkInputError, DataFetchError, DataNotFoundError, PromptFileError
 from .prompts import Prompt, PromptSet, apply_rewrites, load_jsonl, load_txt
-from .suites import PROMPT_SUITES, load_prompts
+from .registry import BENCHMARKS, load_prompts
 
 __all__ = [
+    "Aggregate", "Benchmark", "PublishedMetric", "SummaryRule",
     "BenchmarkInputError", "DataFetchError", "DataNotFoundError", "PromptFileError",
     "Prompt", "PromptSet", "apply_rewrites", "load_jsonl", "load_txt",
-    "PROMPT_SUITES", "load_prompts",
+    "BENCHMARKS", "load_prompts",
 ]

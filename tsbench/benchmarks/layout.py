@@ -1,20 +1,22 @@
-"""Output image layouts, atomic PNG writes and the ``images.jsonl`` sidecar used to resume per image.
+"""Image layout helpers, atomic image writes and the ``images.jsonl`` sidecar used to resume per image.
 
-GenEval: ``<root>/<index:05d>/samples/<n:04d>.png`` plus ``<root>/<index:05d>/metadata.jsonl``
-holding the prompt's official metadata line, so the official ``evaluate_images.py`` can read the
-folder as is.
+Which layout a benchmark uses is the benchmark's choice (``Benchmark.image_path``); these are the
+building blocks:
 
-GenAI-Bench (and custom suites): one image per prompt named ``<prompt key>.png`` like the official
-generator (PNG instead of its JPEG). Extra samples are ``<prompt key>_<n>.png`` (n = 1, 2, ...); the
-name of sample 0 does not depend on the number of samples, so raising the sample count later
-reuses the images already made.
+- GenEval's folders: ``<root>/<index:05d>/samples/<n:04d>.png`` plus ``<root>/<index:05d>/metadata.jsonl``
+  holding the prompt's official metadata line, so the official ``evaluate_images.py`` reads the folder as is.
+- Keyed files: one image per prompt named ``<prompt key>.<ext>``. Extra samples are
+  ``<prompt key>_<n>.<ext>`` (n = 1, 2, ...); the name of sample 0 does not depend on the number of
+  samples, so raising the sample count later reuses the images already made.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -26,6 +28,8 @@ from .prompts import Prompt, check_prompt_id
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from .base import Benchmark
 
 SIDECAR = "images.jsonl"
 
@@ -42,25 +46,28 @@ def write_geneval_metadata(root: str | Path, index: int | str, metadata: dict[st
     return path
 
 
-def keyed_image_path(root: str | Path, prompt_id: str, sample: int) -> Path:
+def keyed_image_path(root: str | Path, prompt_id: str, sample: int, ext: str = "png") -> Path:
     check_prompt_id(prompt_id, "image layout")
     if sample < 0:
         raise ValueError(f"sample index must be >= 0, got {sample}")
-    return Path(root) / (f"{prompt_id}.png" if sample == 0 else f"{prompt_id}_{sample}.png")
-
-
-def image_path(benchmark: str, root: str | Path, prompt_id: str, sample: int) -> Path:
-    """Path of one image for any suite: GenEval's folder layout, else the keyed layout."""
-    if benchmark == "geneval":
-        return geneval_image_path(root, prompt_id, sample)
-    return keyed_image_path(root, prompt_id, sample)
+    return Path(root) / (f"{prompt_id}.{ext}" if sample == 0 else f"{prompt_id}_{sample}.{ext}")
 
 
 def write_png(image: "Image.Image", path: str | Path) -> Path:
     """Save as PNG atomically: a crash never leaves a truncated PNG under the final name (which resume
     would otherwise take as done)."""
+    return _write(image, path, format="PNG")
+
+
+def write_jpeg(image: "Image.Image", path: str | Path) -> Path:
+    """Save as JPEG atomically, with Pillow's default settings (quality 75): what an evaluator that
+    saves with ``image.save("<key>.jpeg")`` produces and then reads back."""
+    return _write(image.convert("RGB"), path, format="JPEG")
+
+
+def _write(image: "Image.Image", path: str | Path, **options: Any) -> Path:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, **options)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
@@ -124,16 +131,26 @@ def done_images(out_dir: str | Path, config_hash: str | None = None) -> set[tupl
     }
 
 
-def save_image(
-    out_dir: str | Path, benchmark: str, prompt: Prompt, sample: int, seed: int, config_hash: str, image: "Image.Image"
-) -> Path:
-    """Store one generated image in the benchmark's layout and record it for resume, in the order
-    that keeps a crash harmless: GenEval metadata, then the PNG, then the sidecar line."""
+def save_image(out_dir: str | Path, benchmark: "Benchmark", prompt: Prompt, sample: int, seed: int,
+               config_hash: str, image: "Image.Image") -> Path:
+    """Store one generated image in the benchmark's layout and record it for resume, in the order that
+    keeps a crash harmless: the benchmark's files (image, and e.g. GenEval's metadata), then the sidecar line."""
     out_dir = Path(out_dir)
-    path = image_path(benchmark, out_dir, prompt.id, sample)
-    if benchmark == "geneval":
-        write_geneval_metadata(out_dir, prompt.id, prompt.metadata)
-    write_png(image, path)
+    path = benchmark.write_image(out_dir, prompt, sample, image)
     append_record(out_dir, ImageRecord(prompt.id, sample, seed, config_hash, path.relative_to(out_dir).as_posix(),
                                        prompt.text_used))
     return path
+
+
+@contextmanager
+def sidecar_lock(image_root: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder's ``images.jsonl``, so that processes (torchrun ranks on one
+    node or on a shared file system) append whole lines one at a time and never read a line being written."""
+    image_root = Path(image_root)
+    image_root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(image_root / SIDECAR, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # also releases the lock

@@ -8,15 +8,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from ..io import SAFE_NAME_RULE, is_safe_name
 from .errors import PromptFileError
-
-# ids become file names (``<id>.png``), so they must be safe path components
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -102,11 +99,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def check_prompt_id(prompt_id: str, where: str) -> str:
-    if not _SAFE_ID.match(prompt_id) or ".." in prompt_id:
-        raise PromptFileError(
-            f"{where}: prompt id {prompt_id!r} cannot be used as a file name; use letters, digits, '.', '_' "
-            "or '-' only (starting with a letter or digit)"
-        )
+    if not is_safe_name(prompt_id):  # ids become file names (``<id>.png``)
+        raise PromptFileError(f"{where}: prompt id {prompt_id!r} cannot be used as a file name; {SAFE_NAME_RULE}")
     return prompt_id
 
 

@@ -13,22 +13,33 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, NamedTuple, Union
 
 import yaml
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import RegistryError, registry, suggest
+from tsbench.stats import DEFAULT_RESAMPLES
+from tsbench.io import SAFE_NAME_RULE, is_safe_name
 
 DTYPES = ("float32", "bfloat16", "float16")
-BENCHMARKS = ("genai-bench", "geneval", "shapes", "txt", "jsonl")
 # The axes that decide what a cell measures; their values make up the cell hash.
 AXES = ("model", "workload", "measure", "quality")
 # Largest images and smallest windows first, so out-of-memory cells surface early.
 DEFAULT_ORDER = ("-workload.resolution", "model.window")
+# A sweep larger than this is refused unless the caller raises the limit (``tsbench run --max-cells``): a typo
+# such as a list of 10,000 seeds crossed with another must fail in a second, not fill the memory.
+MAX_CELLS = 10_000
+# Largest image side: beyond it no AR model generates, and tensor sizes overflow in the FLOP counters.
+MAX_RESOLUTION = 65_536
+# Limits of the YAML a suite may be: deeper nesting or more values after alias expansion is no suite but a
+# mistake or an attack ("billion laughs"), refused before anything walks the expanded values.
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
 DEFAULT_PROMPTS = [
     "a red apple on a wooden table",
     "a photo of an astronaut riding a horse",
@@ -56,38 +67,66 @@ def _require(ok: bool, field_name: str, message: str) -> None:
 
 def _help(text: str, **kwargs: Any) -> Any:
     """A dataclass field documented for ``--help`` output and generated docs."""
-    return field(metadata={"help": text}, **kwargs)
+    return field(metadata={"help": text, **kwargs.pop("metadata", {})}, **kwargs)
+
+
+def option(text: str, *, tensor_file: bool = False, **kwargs: Any) -> Any:
+    """A documented field of an adapter's options dataclass (``model.options``). ``tensor_file`` marks a
+    path to a file of tensors (weights, precomputed features): the load-time checks probe it before any
+    cell runs, and errors about it name the option (``tensor_file_options``)."""
+    return _help(text, **kwargs, metadata={"tensor_file": tensor_file})
+
+
+def tensor_file_options(options: Any) -> dict[str, str]:
+    """Name -> path of the set options that name a tensor file (``option(..., tensor_file=True)``)."""
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if f.metadata.get("tensor_file") and getattr(options, f.name)}
+
+
+def adapter_options_class(adapter: str) -> type:
+    """The options dataclass an adapter declares. The adapter registry lives with the models; it is
+    reached here lazily, by name, so importing the config layer imports no model code."""
+    from tsbench.models import ADAPTERS
+
+    return ADAPTERS.get(adapter).options
 
 
 @dataclass
 class ModelConfig:
-    """Which model runs, with which weights, precision and device."""
+    """Which model runs, with which weights, precision and device; ``options`` are the adapter's own."""
 
     adapter: str = _help("model adapter name (adapter registry)", default="token-shuffle")
-    preset: str | None = _help("architecture preset of the adapter", default="small")
-    checkpoint: str | None = _help("weights file; null means random initialisation", default=None)
-    window: int = _help("Token-Shuffle window size s: s*s visual tokens fused per AR step", default=1)
+    preset: str | None = _help("architecture preset of the adapter; null means the adapter's default", default=None)
+    checkpoint: str | None = _help("weights (file or directory); null means random initialisation", default=None)
+    window: int | None = _help("Token-Shuffle window size s (s*s visual tokens per AR step); null means the "
+                               "model's own: the checkpoint's, else the adapter's default", default=None)
     dtype: str = _help(f"compute dtype, one of {', '.join(DTYPES)}", default="float32")
     device: str = _help("torch device, e.g. 'cpu' or 'cuda'", default="cpu")
     compile: bool = _help("decode with a static-shape step under torch.compile (CUDA graphs on CUDA, inductor "
                           "C++ on CPU); compile time is reported apart as latency.compile_s", default=False)
-    vq: str | None = _help("VQ tokenizer preset overriding the adapter's default", default=None)
-    vq_checkpoint: str | None = _help("VQ tokenizer weights (e.g. LlamaGen's vq_ds16_t2i.pt); null keeps the "
-                                      "checkpoint's own or random weights", default=None)
-    text_encoder: str | None = _help("text encoder name or path overriding the adapter's default", default=None)
-    tokenizer: str | None = _help("text tokenizer of the token-shuffle adapter: 'bytes' (default) or a Hugging Face "
-                                  "tokenizer name or path", default=None)
-    text_embeddings: str | None = _help("precomputed text embeddings file used instead of a text encoder",
-                                        default=None)
-    allow_pickled_args: bool = _help("accept LlamaGen training checkpoints that pickle argparse args "
-                                     "(only argparse.Namespace is allowed; warns)", default=False)
+    options: dict[str, Any] = _help("the adapter's own options (its options dataclass; see 'tsbench list options')",
+                                    default_factory=dict, metadata={"options_of": "adapter"})
 
     def __post_init__(self) -> None:
         _require(bool(self.adapter), "adapter", "must be a non-empty string")
-        _require(self.window >= 1, "window", f"must be an integer >= 1, got {self.window!r}")
+        _require(self.window is None or self.window >= 1, "window", f"must be an integer >= 1 or null, got {self.window!r}")
         _require(self.dtype in DTYPES, "dtype",
                  f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}.{suggest(self.dtype, list(DTYPES))}")
         _require(bool(self.device), "device", "must be a non-empty string such as 'cpu' or 'cuda'")
+        options_class = _options_class(self.adapter)
+        if not isinstance(self.options, options_class):  # a mapping given in Python; the loader builds the class
+            try:
+                self.options = options_class(**dict(self.options))
+            except TypeError as err:
+                raise FieldError("options", f"{err}; the options of adapter {self.adapter!r} are "
+                                            f"{', '.join(f.name for f in dataclasses.fields(options_class))}") from None
+
+
+def _options_class(adapter: str) -> type:
+    try:
+        return adapter_options_class(adapter)
+    except KeyError as err:  # RegistryError: unknown adapter, with a suggestion
+        raise FieldError("adapter", str(err)) from None
 
 
 @dataclass
@@ -110,6 +149,8 @@ class WorkloadConfig:
 
     def __post_init__(self) -> None:
         _require(self.resolution > 0, "resolution", f"must be a positive integer, got {self.resolution!r}")
+        _require(self.resolution <= MAX_RESOLUTION, "resolution",
+                 f"must be at most {MAX_RESOLUTION} pixels, got {self.resolution!r}")
         _require(self.batch_size >= 1, "batch_size", f"must be an integer >= 1, got {self.batch_size!r}")
         _require(self.cfg_scale >= 0, "cfg_scale", f"must be >= 0, got {self.cfg_scale!r}")
         _require(bool(self.cfg_schedule), "cfg_schedule", "must be a non-empty schedule name")
@@ -147,10 +188,9 @@ class MeasureConfig:
 class QualityConfig:
     """Which prompt benchmark is generated and how the images are scored."""
 
-    benchmark: str | None = _help(f"prompt benchmark, one of {', '.join(BENCHMARKS)}; null skips quality",
-                                  default=None)
-    version: str | None = _help("benchmark version (recorded; scores of versions are not comparable)",
-                                default=None)
+    benchmark: str | None = _help("prompt benchmark (`tsbench list benchmarks`); null skips quality", default=None)
+    version: str | None = _help("benchmark version; null is the benchmark's default (scores of versions are not "
+                                "comparable)", default=None)
     data_dir: str | None = _help("directory holding the benchmark data", default=None)
     path: str | None = _help("prompt file for the 'txt' and 'jsonl' benchmarks", default=None)
     limit: int | None = _help("use only the first N prompts; null uses all", default=None)
@@ -158,17 +198,36 @@ class QualityConfig:
     scorers: list[str] = _help("scorer names (scorer registry)", default_factory=list)
     scorer_options: dict[str, Any] = _help("scorer name -> keyword options", default_factory=dict)
     rewrites: str | None = _help("file of rewritten prompts; null uses the original prompts", default=None)
+    bootstrap_resamples: int = _help("bootstrap resamples of the prompts behind each 95 % confidence interval "
+                                     "(fixed seed); 0 leaves the intervals out", default=DEFAULT_RESAMPLES)
 
     def __post_init__(self) -> None:
-        _require(self.benchmark is None or self.benchmark in BENCHMARKS, "benchmark",
-                 f"must be one of {', '.join(BENCHMARKS)} or null, got {self.benchmark!r}."
-                 f"{suggest(str(self.benchmark), list(BENCHMARKS))}")
-        _require(self.benchmark not in ("txt", "jsonl") or bool(self.path), "path",
-                 f"is required when benchmark is {self.benchmark!r}")
+        if self.benchmark is not None:
+            benchmark = _registered("benchmark", "benchmark", self.benchmark)
+            problem = benchmark.check(self.version, self.path)
+            if problem is not None:
+                raise FieldError(*problem)
         _require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or null, got {self.limit!r}")
         _require(self.images_per_prompt >= 1, "images_per_prompt",
                  f"must be >= 1, got {self.images_per_prompt!r}")
         _require(len(set(self.scorers)) == len(self.scorers), "scorers", f"lists a scorer twice: {self.scorers!r}")
+        for i, name in enumerate(self.scorers):
+            _registered("scorer", f"scorers[{i}]", name, resolve=False)
+        for name in self.scorer_options:
+            _registered("scorer", f"scorer_options.{name}", name, resolve=False)
+        _require(self.bootstrap_resamples >= 0, "bootstrap_resamples",
+                 f"must be >= 0 (0: no intervals), got {self.bootstrap_resamples!r}")
+
+
+def _registered(kind: str, field_name: str, name: str, resolve: bool = True) -> Any:
+    """The registry entry ``name`` of ``kind`` (or just its presence), as a field error naming close names."""
+    entries = registry(kind)
+    if not resolve and name in entries:
+        return None
+    try:
+        return entries.get(name)
+    except RegistryError as err:
+        raise FieldError(field_name, str(err)) from None
 
 
 @dataclass
@@ -198,14 +257,25 @@ class SweepConfig:
             except LookupError as e:
                 raise FieldError(f"order[{i}]", str(e)) from None
 
+    def size(self) -> int:
+        """How many cells the sweep has, from the list lengths alone: no cell is built."""
+        return math.prod(len(values) for values in self.grid.values()) * self._zip_rows()
+
     def combinations(self) -> list[dict[str, Any]]:
         """Overrides of every cell: the cartesian grid crossed with the zipped rows, in declaration order."""
         return [{key: getattr(self, kind)[key][i] for key, (kind, i) in cell.items()} for cell in self._positions()]
 
+    def items(self) -> list[dict[str, str]]:
+        """Per cell (as ``combinations``), the sweep item of each value, e.g. ``sweep.grid.model.window[1]``."""
+        return [{key: f"sweep.{kind}.{key}[{i}]" for key, (kind, i) in cell.items()} for cell in self._positions()]
+
+    def _zip_rows(self) -> int:
+        return len(next(iter(self.zip.values()))) if self.zip else 1
+
     def _positions(self) -> list[dict[str, tuple[str, int]]]:
         """Per cell, where each value comes from (table, index), so errors can point at the YAML item."""
         grid_axes = [[(key, ("grid", i)) for i in range(len(values))] for key, values in self.grid.items()]
-        rows = len(next(iter(self.zip.values()))) if self.zip else 1
+        rows = self._zip_rows()
         zip_rows = [[(key, ("zip", i)) for key in self.zip] for i in range(rows)]
         return [dict([*combo, *row]) for combo in itertools.product(*grid_axes) for row in zip_rows]
 
@@ -223,12 +293,30 @@ class SuiteConfig:
     output_dir: str = _help("directory that receives run directories", default="runs")
     sweep: SweepConfig | None = _help("cells to run; null runs the base config once", default=None)
 
+    # Where each key path was set (a file line, a flag, a sweep item), kept by the loader for the checks that
+    # run after loading (``locate``). A plain attribute, not a field: it stays out of to_dict(), == and hashes.
+    _origins = None
+
     def __post_init__(self) -> None:
         _require(bool(self.name), "name", "must be a non-empty string")
+        # the name is the run directory under output_dir: '../x' or '/x' would write elsewhere
+        _require(is_safe_name(self.name), "name",
+                 f"{self.name!r} cannot name the run directory; {SAFE_NAME_RULE}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict; ``suite_from_dict(cfg.to_dict())`` gives an equal config."""
-        return dataclasses.asdict(self)
+        """Plain nested dict; ``suite_from_dict(cfg.to_dict())`` gives an equal config. Adapter options
+        appear only where they differ from the adapter's defaults, so a sweep cell that switches
+        ``model.adapter`` does not inherit option names the other adapter does not have."""
+        data = dataclasses.asdict(self)
+        data["model"]["options"] = changed_options(self.model.options)
+        return data
+
+
+def changed_options(options: Any) -> dict[str, Any]:
+    """The fields of an options dataclass that differ from their defaults."""
+    defaults = type(options)()
+    return {f.name: copy.deepcopy(getattr(options, f.name)) for f in dataclasses.fields(options)
+            if getattr(options, f.name) != getattr(defaults, f.name)}
 
 
 def _require_sweep_key(field_name: str, key: str) -> None:
@@ -332,6 +420,14 @@ class _Context:
         self.lines = {p: n for p, n in self.lines.items() if not _is_under(p, key)}
         self.origins[key] = origin
 
+    def for_cell(self, items: Mapping[str, str], note: str = "") -> "_Context":
+        """The context of one sweep cell: each swept key comes from its sweep item (``items``: key -> item)."""
+        cell = _Context(self.source, self.lines, note=note)
+        cell.origins = dict(self.origins)
+        for key, item in items.items():
+            cell.replaced(key, f"{self.where(item)} ({item})")
+        return cell
+
     def where(self, path: str) -> str:
         while path:
             if path in self.origins:
@@ -343,6 +439,19 @@ class _Context:
 
     def error(self, path: str, message: str) -> ConfigError:
         return ConfigError(f"{self.where(path)}: {path or 'top level'}: {message}{self.note}")
+
+    def noting(self, note: str) -> "_Context":
+        """The same locations, with ``note`` added to every error (e.g. whose options are checked)."""
+        other = _Context(self.source, self.lines, note + self.note)
+        other.origins = self.origins
+        return other
+
+
+def locate(config: SuiteConfig, key: str) -> str:
+    """Where ``key`` of a loaded suite, or of one of its cells, was set: ``FILE:LINE``, a flag such as
+    ``--device cuda``, or ``FILE:LINE (sweep.grid.model.device[1])``; for errors found after loading."""
+    ctx = config._origins
+    return ctx.where(key) if isinstance(ctx, _Context) else f"suite {config.name!r}"
 
 
 def _is_under(path: str, key: str) -> bool:
@@ -367,7 +476,7 @@ def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is list:
+    if origin in (list, tuple):
         return f"list of {_describe(typing.get_args(tp)[0])}"
     if origin is dict or dataclasses.is_dataclass(tp):
         return "mapping"
@@ -390,9 +499,9 @@ def _coerce(value: Any, tp: Any, path: str, ctx: _Context, expected: Any = None)
         if value is None and type(None) in typing.get_args(tp):
             return None
         return _coerce(value, _unwrap_optional(tp), path, ctx, expected=tp)
-    if origin is list and isinstance(value, list):
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):  # tuple: only tuple[X, ...]
         item = typing.get_args(tp)[0]
-        return [_coerce(v, item, f"{path}[{i}]", ctx) for i, v in enumerate(value)]
+        return origin(_coerce(v, item, f"{path}[{i}]", ctx) for i, v in enumerate(value))
     if origin is dict and isinstance(value, dict):
         item = typing.get_args(tp)[1]
         for key in value:
@@ -415,20 +524,67 @@ def _build(cls: type, data: Any, path: str, ctx: _Context) -> Any:
     hints = _hints(cls)
     for key in data:
         if key not in hints:
-            hint = suggest(str(key), list(hints)) or f" Valid keys: {', '.join(hints)}."
+            hint = suggest(str(key), list(hints)) or _option_hint(cls, data, str(key), path) or \
+                f" Valid keys: {', '.join(hints)}."
             raise ctx.error(_join(path, key), f"unknown key.{hint}")
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and f.name not in data:
-            raise ctx.error(_join(path, f.name), f"missing required key ({f.metadata['help']})")
+            note = f" ({f.metadata['help']})" if "help" in f.metadata else ""
+            raise ctx.error(_join(path, f.name), f"missing required key{note}")
     kwargs = {key: _coerce(value, hints[key], _join(path, key), ctx) for key, value in data.items()}
+    for f in dataclasses.fields(cls):
+        if "options_of" in f.metadata:  # an adapter's own options: built into the class that adapter declares
+            owner = kwargs.get(f.metadata["options_of"], _default(cls, f.metadata["options_of"]))
+            try:
+                options_class = _options_class(owner)
+            except FieldError as e:
+                raise ctx.error(_join(path, e.field), e.message) from None
+            kwargs[f.name] = _build(options_class, kwargs.get(f.name), _join(path, f.name),
+                                    ctx.noting(f" (options of adapter {owner!r})"))
     try:
         return cls(**kwargs)
     except FieldError as e:
         raise ctx.error(_join(path, e.field), e.message) from None
 
 
+def build_dataclass(cls: type, data: Any, source: str, path: str = "") -> Any:
+    """``data`` (e.g. parsed JSON) as dataclass ``cls`` with the suite loader's checks: unknown keys (with
+    the closest name), missing keys, wrong types. The ConfigError names ``source`` and the key path
+    (below ``path``), e.g. ``ckpt/config.json: config.dim: expected integer, got 'x' (string)``."""
+    return _build(cls, data, path, _Context(source))
+
+
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _option_hint(cls: type, data: dict[str, Any], key: str, path: str) -> str:
+    """' It is an option of adapter X: write it under model.options.' for a key one level too high."""
+    for f in dataclasses.fields(cls):
+        owner_field = f.metadata.get("options_of")
+        if owner_field is None:
+            continue
+        owner = data.get(owner_field, _default(cls, owner_field))
+        try:
+            names = [o.name for o in dataclasses.fields(_options_class(owner))]
+        except FieldError:
+            return ""
+        if key in names:
+            return f" {key!r} is an option of adapter {owner!r}: write it under {_join(path, f.name)}.{key}."
+    return ""
+
+
 # ---------------------------------------------------------------------------------------------- loading
+
+
+class Override(NamedTuple):
+    """A key set by a command-line flag of its own; errors name the flag (``origin``, e.g. ``--device cuda``)."""
+
+    key: str
+    value: Any
+    origin: str
 
 
 def parse_override(expr: str) -> tuple[str, Any]:
@@ -438,119 +594,169 @@ def parse_override(expr: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set {expr}: expected KEY.PATH=VALUE, e.g. workload.resolution=512")
     try:
-        return key, yaml.safe_load(raw)
+        return key, _parse_yaml(raw, f"--set {expr}")[0]
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {expr}: value is not valid YAML: {e}") from None
 
 
-def _apply_overrides(data: dict[str, Any], overrides: Iterable[str], ctx: _Context) -> None:
-    for expr in overrides:
-        key, value = parse_override(expr)
+def _apply_overrides(data: dict[str, Any], overrides: Iterable[str | Override], ctx: _Context) -> None:
+    for item in overrides:
+        if isinstance(item, Override):
+            key, value, origin = item
+        else:
+            (key, value), origin = parse_override(item), f"--set {item}"
         try:
             _set_key(data, key, value)
         except LookupError as e:
-            raise ConfigError(f"--set {expr}: {e.args[0]}") from None
-        ctx.replaced(key, f"--set {expr}")
+            raise ConfigError(f"{origin}: {e.args[0]}") from None
+        ctx.replaced(key, origin)
+
+
+def _check_size(sweep: SweepConfig, ctx: _Context, max_cells: int | None) -> None:
+    """Refuse a sweep above ``max_cells`` before any of its cells exists."""
+    size = sweep.size()
+    if max_cells is not None and size > max_cells:
+        lengths = " x ".join(f"{len(v)} {k}" for table in (sweep.grid, sweep.zip) for k, v in table.items())
+        raise ctx.error("sweep", f"{size:,} cells ({lengths}) is more than the limit of {max_cells:,}; "
+                                 f"shrink the sweep, or allow it with --max-cells {size}")
 
 
 def _check_cells(data: dict[str, Any], sweep: SweepConfig, ctx: _Context) -> None:
     """Build every sweep cell now, so a bad value fails at load time rather than hours into a run."""
     base = {k: v for k, v in data.items() if k != "sweep"}
-    for cell in sweep._positions():
+    for values, items in zip(sweep.combinations(), sweep.items()):
         cell_data = copy.deepcopy(base)
-        values = {key: getattr(sweep, kind)[key][i] for key, (kind, i) in cell.items()}
-        cell_ctx = _Context(ctx.source, ctx.lines, note=f" (in sweep cell {values})")
-        cell_ctx.origins = dict(ctx.origins)
-        for key, (kind, i) in cell.items():
-            item = f"sweep.{kind}.{key}[{i}]"
-            _set_key(cell_data, key, values[key])
-            cell_ctx.replaced(key, f"{ctx.where(item)} ({item})")
-        _build(SuiteConfig, cell_data, "", cell_ctx)
+        for key, value in values.items():
+            _set_key(cell_data, key, value)
+        _build(SuiteConfig, cell_data, "", ctx.for_cell(items, note=f" (in sweep cell {values})"))
 
 
-def _suite_from(data: Any, ctx: _Context, overrides: Iterable[str]) -> SuiteConfig:
+def _suite_from(data: Any, ctx: _Context, overrides: Iterable[str | Override], max_cells: int | None) -> SuiteConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{ctx.source}: expected a mapping with at least 'name', got {_show(data)}")
     _apply_overrides(data, overrides, ctx)
     suite = _build(SuiteConfig, data, "", ctx)
     if suite.sweep is not None:
+        _check_size(suite.sweep, ctx, max_cells)
         _check_cells(data, suite.sweep, ctx)
+    suite._origins = ctx
     return suite
 
 
-def _line_map(node: yaml.Node, path: str, source: str, out: dict[str, int], active: set[int]) -> None:
-    """Record the 1-based line of every key path and list item; reject duplicate keys.
+def _line_map(root: yaml.Node, source: str) -> dict[str, int]:
+    """The 1-based line of every key path and list item; rejects duplicate keys, recursive aliases, nesting
+    deeper than MAX_YAML_DEPTH and aliases that expand to more than MAX_YAML_VALUES values.
 
     Runs on the composed node tree before construction, because constructing flattens ``<<`` merges
-    into the node and duplicate keys would otherwise be dropped silently by PyYAML.
+    into the node and duplicate keys would otherwise be dropped silently by PyYAML. Each node is walked
+    once however often it is aliased (its size is remembered), so a "billion laughs" file costs as
+    little as its text; paths under a repeated alias take the line of the key that holds the alias.
     """
-    if id(node) in active:  # a recursive alias
-        return
-    active.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            child = _join(path, key_node.value)
-            line = key_node.start_mark.line + 1
-            if child in seen:
-                raise ConfigError(f"{source}:{line}: {child}: duplicate key (first set on line {out[child]})")
-            seen.add(child)
-            out[child] = line
-            _line_map(value_node, child, source, out, active)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[f"{path}[{i}]"] = item.start_mark.line + 1
-            _line_map(item, f"{path}[{i}]", source, out, active)
-    active.discard(id(node))
+    lines: dict[str, int] = {}
+    sizes: dict[int, int] = {}  # id(node) -> values it expands to, for nodes already walked
+    active: set[int] = set()  # nodes on the current path: meeting one again means it contains itself
+
+    def fail(node: yaml.Node, path: str, message: str) -> ConfigError:
+        line = lines.get(path, node.start_mark.line + 1)
+        shown = path if len(path) <= 80 else f"{path[:77]}..."
+        return ConfigError(f"{source}:{line}: {shown or 'top level'}: {message}")
+
+    def walk(node: yaml.Node, path: str, depth: int, record: bool) -> int:
+        if id(node) in active:
+            raise fail(node, path, "recursive alias: the value contains itself (an alias inside its own anchor)")
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if depth > MAX_YAML_DEPTH:
+            raise fail(node, path, f"nested more than {MAX_YAML_DEPTH} levels deep")
+        active.add(id(node))
+        size = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # merged keys: counted, lines stay the parent's
+                    size += walk(value_node, path, depth + 1, record=False)
+                    continue
+                child = _join(path, key_node.value)
+                if record:
+                    line = key_node.start_mark.line + 1
+                    if child in seen:
+                        raise ConfigError(f"{source}:{line}: {child}: duplicate key (first set on line {lines[child]})")
+                    seen.add(child)
+                    lines[child] = line
+                size += walk(value_node, child, depth + 1, record)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                if record:
+                    lines[f"{path}[{i}]"] = item.start_mark.line + 1
+                size += walk(item, f"{path}[{i}]", depth + 1, record)
+        active.discard(id(node))
+        if size > MAX_YAML_VALUES:
+            raise fail(node, path, f"expands to more than {MAX_YAML_VALUES:,} values through aliases; "
+                                   "write the values out, or use fewer nested aliases")
+        sizes[id(node)] = size
+        return size
+
+    walk(root, "", 0, record=True)
+    return lines
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
-    """Safe-load ``text`` and map each dotted key path to its line, from a single parse."""
+    """Safe-load ``text`` and map each dotted key path to its line, from a single parse; raises
+    yaml.YAMLError for bad syntax and ConfigError for what the line map refuses."""
     loader = yaml.SafeLoader(text)
     loader.name = source  # marks in YAML errors then name the file, not "<unicode string>"
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
-        lines: dict[str, int] = {}
-        _line_map(node, "", source, lines, set())
+        lines = _line_map(node, source)
         return loader.construct_document(node), lines
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    except RecursionError:  # PyYAML's composer recurses per nesting level, before the line map can refuse
+        raise ConfigError(f"{source}: nested too deeply (the limit is {MAX_YAML_DEPTH} levels)") from None
     finally:
         loader.dispose()
 
 
-def load_suite(path: str | Path, overrides: Iterable[str] = ()) -> SuiteConfig:
-    """Load and validate a suite YAML file, then apply ``KEY.PATH=VALUE`` overrides (from ``--set``)."""
+def load_suite(path: str | Path, overrides: Iterable[str | Override] = (), *,
+               max_cells: int | None = MAX_CELLS) -> SuiteConfig:
+    """Load and validate a suite YAML file, then apply ``KEY.PATH=VALUE`` overrides (from ``--set``, or
+    ``Override``s from flags); a sweep of more than ``max_cells`` cells (None: no limit) is refused."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{source}: cannot read suite file: {e}") from None
-    data, lines = _parse_yaml(text, source)
-    return _suite_from(data, _Context(source, lines), overrides)
+    try:
+        data, lines = _parse_yaml(text, source)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    return _suite_from(data, _Context(source, lines), overrides, max_cells)
 
 
-def suite_from_dict(d: Mapping[str, Any], source: str = "<dict>", overrides: Iterable[str] = ()) -> SuiteConfig:
+def suite_from_dict(d: Mapping[str, Any], source: str = "<dict>", overrides: Iterable[str | Override] = (), *,
+                    max_cells: int | None = None) -> SuiteConfig:
     """Validate a plain dict (e.g. ``SuiteConfig.to_dict()`` output); ``d`` is not modified."""
-    return _suite_from(copy.deepcopy(dict(d)), _Context(source), overrides)
+    return _suite_from(copy.deepcopy(dict(d)), _Context(source), overrides, max_cells)
 
 
-def with_overrides(suite: SuiteConfig, overrides: Mapping[str, Any], source: str = "<sweep cell>") -> SuiteConfig:
-    """A validated copy of ``suite`` without its sweep, with dotted-key ``overrides`` applied."""
+def with_overrides(suite: SuiteConfig, overrides: Mapping[str, Any], source: str = "<sweep cell>",
+                   items: Mapping[str, str] | None = None) -> SuiteConfig:
+    """A validated copy of ``suite`` without its sweep, with dotted-key ``overrides`` applied; ``items``
+    (key -> sweep item, ``SweepConfig.items``) lets ``locate`` point a cell's swept keys at their YAML item."""
     data = suite.to_dict()
     data["sweep"] = None
-    ctx = _Context(source)
+    items = (items or {}) if isinstance(suite._origins, _Context) else {}  # a suite built in Python has no lines
+    ctx = suite._origins.for_cell(items) if isinstance(suite._origins, _Context) else _Context(source)
     for key, value in overrides.items():
         try:
             _set_key(data, key, value)
         except LookupError as e:
             raise ConfigError(f"{source}: {e.args[0]}") from None
-        ctx.replaced(key, f"{source} ({key}={value!r})")
-    return _build(SuiteConfig, data, "", ctx)
+        if key not in items:
+            ctx.replaced(key, f"{source} ({key}={value!r})")
+    config = _build(SuiteConfig, data, "", ctx)
+    config._origins = ctx
+    return config
 
 
 def config_hash(cell_dict: Any) -> str:

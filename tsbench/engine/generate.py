@@ -51,7 +51,7 @@ def generate_tokens(model: ARImageModel, prompts: list[str], grid: tuple[int, in
     device = next(model.parameters()).device
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     batch, s = len(prompts), model.window
-    state, logits = model.start(model.condition(prompts, cfg=guidance.enabled), grid)
+    state, logits = model.start(model.condition(prompts, cfg=guidance.enabled, grid=grid), grid)
     steps = (grid[0] // s) * (grid[1] // s)
     windows = torch.empty(batch, steps, s * s, dtype=torch.long, device=device)
     for i in range(steps):
@@ -67,7 +67,7 @@ def generate_tokens(model: ARImageModel, prompts: list[str], grid: tuple[int, in
 
 @torch.inference_mode()
 def decode_images(model: ARImageModel, codes: torch.Tensor) -> list[np.ndarray]:
-    return list(to_uint8(model.vq.decode_codes(codes)))
+    return list(to_uint8(model.decode_codes(codes)))
 
 
 def generate(model: ARImageModel, prompts: list[str] | str, resolution: int | tuple[int, int] = 256,

@@ -57,10 +57,9 @@ def track_peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
         result["memory.peak_rss_mib"] = rss.peak / MiB
 
 
-@torch.inference_mode()
 def kv_cache_bytes(model: ARImageModel, prompts: list[str], resolution: int, cfg: bool) -> int:
-    """Bytes of the KV cache the engine allocates for this batch (keys + values, all layers).
-
-    Runs ``start`` (one prefill) once: the cache it returns is preallocated for the whole image."""
-    state, _ = model.start(model.condition(prompts, cfg=cfg), model.grid(resolution))
-    return state.cache.nbytes
+    """Bytes of the KV cache for this batch (keys + values, all layers, the whole image), as the adapter
+    reports it: the prompt rows are formed, nothing is run."""
+    grid = model.grid(resolution)
+    cond = model.condition(prompts, cfg=cfg, grid=grid)
+    return model.kv_cache_bytes(cond.rows, cond.length, grid)

@@ -8,8 +8,8 @@ keys and values that attention reads, and does little arithmetic per byte. Its b
     steps/s <= peak matmul FLOP/s / FLOPs per step    (compute bound)
 
 and ``roofline.decode_fraction`` is the achieved steps/s over the smaller bound. The bytes come from
-the model's own sizes (:meth:`~tsbench.models.base.ARImageModel.decode_weight_bytes`,
-:meth:`~tsbench.models.base.ARImageModel.kv_bytes_per_position`); the FLOPs from the analytic model.
+the model's own sizes, through its cost model (:func:`~tsbench.models.cost.decode_weights`,
+:func:`~tsbench.models.cost.kv_bytes_per_position`); the FLOPs from the analytic model built on it.
 Decode reads the filled prefix of the KV cache, except a compiled step inside a CUDA graph, which
 reads the whole buffer; the bytes follow the engine that ran.
 
@@ -22,8 +22,10 @@ fraction above 1.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +36,7 @@ from tsbench.io import atomic_write_text
 from tsbench.measure.env import device_name
 from tsbench.models.base import ARImageModel
 from tsbench.models.compiled import reads_whole_cache
+from tsbench.models.cost import decode_feed, decode_weights, kv_bytes_per_position
 
 GiB = 2**30
 CACHE_FILE = "machine_limits.json"
@@ -128,23 +131,25 @@ def machine_limits(device: str | torch.device, dtype: torch.dtype, refresh: bool
 
 
 # ---- the step --------------------------------------------------------------------------------------
-def decode_bytes(model: ARImageModel, rows: int, prompt_tokens: int, steps: int,
+def decode_bytes(model: ARImageModel, rows: int, prompt_tokens: int, grid: tuple[int, int],
                  whole_buffer: bool) -> dict[str, float]:
-    """Bytes one decode step reads, averaged over the ``steps`` decode steps of an image: the weights
-    once, and the keys and values of every position attention reads (step k reads prompt + k + 1
-    positions; a step over the ``whole_buffer`` all prompt + steps)."""
-    per_position = model.kv_bytes_per_position(rows)
-    positions = prompt_tokens + steps if whole_buffer else prompt_tokens + (steps + 1) / 2
-    weights = model.decode_weight_bytes()
-    return {"weights": float(weights), "kv_cache": per_position * positions}
+    """Bytes one decode step reads, averaged over the image's decode steps, from the model's cost model:
+    the weights once, and the keys and values of every position attention reads. After step k has
+    written, that is the prompt and every position fed so far; over the ``whole_buffer``, all of them."""
+    cost = model.cost_model()
+    element_size = next(model.parameters()).element_size()
+    fed = list(itertools.accumulate(decode_feed(cost, grid)))
+    positions = prompt_tokens + (fed[-1] if whole_buffer else statistics.fmean(fed))
+    return {"weights": float(decode_weights(cost) * element_size),
+            "kv_cache": kv_bytes_per_position(cost, rows, element_size) * positions}
 
 
-def roofline_columns(model: ARImageModel, rows: int, prompt_tokens: int, steps: int, flops_per_step: float,
-                     step_seconds: float | None, limits: dict[str, float]) -> dict[str, Any]:
-    """``roofline.*`` columns of a cell. ``rows``: the batch's rows (CFG doubles them); ``steps``:
-    decode steps per image; ``step_seconds``: the measured median decode step (None: no latency)."""
+def roofline_columns(model: ARImageModel, rows: int, prompt_tokens: int, grid: tuple[int, int],
+                     flops_per_step: float, step_seconds: float | None, limits: dict[str, float]) -> dict[str, Any]:
+    """``roofline.*`` columns of a cell. ``rows``: the batch's rows (CFG doubles them); ``step_seconds``:
+    the measured median decode step (None: no latency measured)."""
     whole_buffer = model.compiled_decode is not None and reads_whole_cache(next(model.parameters()).device)
-    traffic = decode_bytes(model, rows, prompt_tokens, steps, whole_buffer)
+    traffic = decode_bytes(model, rows, prompt_tokens, grid, whole_buffer)
     total = traffic["weights"] + traffic["kv_cache"]
     memory_bound = limits["env.read_bandwidth_bytes_s"] / total
     compute_bound = limits["env.peak_matmul_flop_s"] / flops_per_step
@@ -170,15 +175,14 @@ def cell_roofline(model: ARImageModel, prompts: list[str], resolution: int, cfg:
 
     parameter = next(model.parameters())
     grid = model.grid(resolution)
-    steps = (grid[0] // model.window) * (grid[1] // model.window) - 1
+    try:
+        steps = len(decode_feed(model.cost_model(), grid))
+        cond = model.condition(prompts, cfg=cfg, grid=grid)
+        flops = analytic_flops(model, resolution, cfg=cfg, prompt_tokens=cond.length)
+    except NotImplementedError as err:
+        return {"roofline.skipped": f"{type(model).__name__} has no cost model: {err}"}
     if steps < 1:
         return {"roofline.skipped": "no decode step: the image is a single window"}
-    cond = model.condition(prompts, cfg=cfg)
-    try:
-        flops = analytic_flops(model, resolution, cfg=cfg, prompt_tokens=cond.length)
-        model.kv_bytes_per_position(cond.rows)
-    except NotImplementedError as err:
-        return {"roofline.skipped": str(err)}
     limits = machine_limits(parameter.device, parameter.dtype)
     flops_per_step = len(prompts) * flops.by_phase["decode"] / steps
-    return {**limits, **roofline_columns(model, cond.rows, cond.length, steps, flops_per_step, step_seconds, limits)}
+    return {**limits, **roofline_columns(model, cond.rows, cond.length, grid, flops_per_step, step_seconds, limits)}

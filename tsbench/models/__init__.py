@@ -1,4 +1,7 @@
-"""Model adapters. Registered by string so that ``import tsbench`` imports no adapter's heavy code."""
+"""Model adapters. Registered by string so that ``import tsbench`` imports no adapter's heavy code.
+
+Adding an adapter is one module that defines an :class:`~tsbench.models.base.Adapter` and one line here.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -6,18 +9,14 @@ from typing import Any
 import torch
 
 from tsbench.config.registry import Registry
-from tsbench.models.base import ARImageModel
+from tsbench.models.base import Adapter, ARImageModel, make_options
 
-ADAPTERS: Registry = Registry("adapter")
-ADAPTERS.register("token-shuffle", "tsbench.models.token_shuffle:build_token_shuffle")
-ADAPTERS.register("llamagen", "tsbench.models.llamagen:build_llamagen")
-ADAPTERS.register("llamagen-ts", "tsbench.models.llamagen:build_llamagen_ts")
-
-PRESET_TABLES = {
-    "token-shuffle": "tsbench.models.token_shuffle:preset_names",
-    "llamagen": "tsbench.models.llamagen:LLAMAGEN_CONFIGS",
-    "llamagen-ts": "tsbench.models.llamagen:LLAMAGEN_CONFIGS",
-}
+ADAPTERS: Registry[Adapter] = Registry("adapter")
+ADAPTERS.register("token-shuffle", "tsbench.models.token_shuffle:ADAPTER")
+ADAPTERS.register("llamagen", "tsbench.models.llamagen:ADAPTER")
+ADAPTERS.register("llamagen-ts", "tsbench.models.llamagen:ADAPTER_TS")
+ADAPTERS.register("janus", "tsbench.models.janus:ADAPTER")
+ADAPTERS.register("emu3", "tsbench.models.emu3:ADAPTER")
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -31,14 +30,23 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return DTYPES[dtype]
 
 
-def load_model(adapter: str, preset: str | None = None, checkpoint: str | None = None, window: int = 1,
+def adapter_options(adapter: str, given: Any = None, **kwargs: Any) -> Any:
+    """``adapter``'s options dataclass filled from ``given`` (instance or mapping) and ``kwargs``."""
+    return make_options(ADAPTERS.get(adapter).options, given, adapter=adapter, **kwargs)
+
+
+def load_model(adapter: str, preset: str | None = None, checkpoint: str | None = None, window: int | None = None,
                device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, compile: bool = False,
-               **options: Any) -> ARImageModel:
+               options: Any = None, **option_kwargs: Any) -> ARImageModel:
     """Build an adapter's model: random weights from ``preset``, or real ones from ``checkpoint``.
-    ``compile=True`` decodes with a static-shape step under torch.compile (:mod:`tsbench.models.compiled`)."""
-    build = ADAPTERS.get(adapter)
-    kwargs = {"preset": preset} if preset is not None else {}
-    model = build(checkpoint=checkpoint, window=window, device=device, dtype=resolve_dtype(dtype), **kwargs, **options)
+
+    ``window`` None means the model's own: the checkpoint's, else the adapter's default. ``options`` (or
+    keyword arguments) are the adapter's own settings, e.g. ``text_encoder=`` for LlamaGen.
+    ``compile=True`` decodes with a static-shape step under torch.compile (:mod:`tsbench.models.compiled`).
+    """
+    spec = ADAPTERS.get(adapter)
+    model = spec.build(preset=preset, checkpoint=checkpoint, window=window, device=device,
+                       dtype=resolve_dtype(dtype), options=adapter_options(adapter, options, **option_kwargs))
     if compile:
         from tsbench.models.compiled import compile_decode
 
@@ -51,6 +59,5 @@ def list_adapters() -> list[str]:
 
 
 def list_presets(adapter: str | None = None) -> dict[str, list[str]]:
-    names = [adapter] if adapter else list(PRESET_TABLES)
-    tables = {name: Registry._resolve(PRESET_TABLES[name]) for name in names}
-    return {name: list(table() if callable(table) else table) for name, table in tables.items()}
+    names = [adapter] if adapter else ADAPTERS.names()
+    return {name: list(ADAPTERS.get(name).presets()) for name in names}

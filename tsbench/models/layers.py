@@ -97,11 +97,6 @@ class KVCache:
     def max_len(self) -> int:
         return self.keys[0].shape[2] if self.keys else 0
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes of all keys and values as allocated (the whole image's length)."""
-        return sum(t.numel() * t.element_size() for t in (*(self.keys or ()), *(self.values or ())))
-
     def start_static(self, whole_buffer: bool = False) -> None:
         """Switch to static decode from the current position on (after an eager prefill)."""
         self.slot = torch.tensor([self.filled], device=self.keys[0].device)

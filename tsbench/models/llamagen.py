@@ -20,9 +20,11 @@ Deliberate deviations from LlamaGen, none of which changes a logit beyond float 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
+import math
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -33,10 +35,14 @@ import torch
 from torch import nn
 
 from tsbench.config.registry import suggest
-from tsbench.models.base import ARImageModel, Conditioning, DecodeState
-from tsbench.models.checkpoint import file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.config.suite import FieldError, option
+from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
+                                 make_options)
+from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.cost import CostModel, Shuffle, TextEncoder, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid
+from tsbench.models.vq import VQOptions, decode_cost, get_vq_config
 
 # sample_t2i.py / sample_t2i_ddp.py command-line defaults; the engine applies them, the adapter never samples
 LLAMAGEN_SAMPLING_DEFAULTS: dict[str, float] = {"cfg_scale": 7.5, "top_k": 1000, "top_p": 1.0, "temperature": 1.0}
@@ -44,6 +50,11 @@ LLAMAGEN_SAMPLING_DEFAULTS: dict[str, float] = {"cfg_scale": 7.5, "top_k": 1000,
 
 def find_multiple(n: int, k: int) -> int:
     return n if n % k == 0 else n + k - n % k
+
+
+# The text encoder whose features the released model reads: google/flan-t5-xl's encoder (config.json:
+# d_model 2048, 24 layers, 32 heads of d_kv 64, gated-GELU d_ff 5120). Its pass is part of LlamaGen's cost.
+FLAN_T5_XL = Transformer(dim=2048, n_layers=24, n_heads=32, n_kv_heads=32, head_dim=64, ffn_hidden=5120)
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class LlamaGenConfig:
     vq: str = "vq16"  # default tokenizer preset (tsbench.models.vq)
     shuffle_blocks: int = 2  # Token-Shuffle residual MLP blocks per side (paper default)
     shuffle_hidden: int | None = None  # their hidden width, unpublished; None means dim
+    text_encoder: Transformer = FLAN_T5_XL  # shape of the encoder that produces the caption features
 
     @property
     def head_dim(self) -> int:
@@ -83,7 +95,9 @@ LLAMAGEN_CONFIGS: dict[str, LlamaGenConfig] = {
     "GPT-3B": LlamaGenConfig(n_layer=24, n_head=32, dim=3200),
     "GPT-7B": LlamaGenConfig(n_layer=32, n_head=32, dim=4096),
     # same key layout at toy size, for CPU tests and smoke runs
-    "GPT-tiny": LlamaGenConfig(n_layer=2, n_head=4, dim=64, caption_dim=32, cls_token_num=8, vq="vq16-tiny"),
+    "GPT-tiny": LlamaGenConfig(n_layer=2, n_head=4, dim=64, caption_dim=32, cls_token_num=8, vq="vq16-tiny",
+                               text_encoder=Transformer(dim=32, n_layers=1, n_heads=4, n_kv_heads=4, head_dim=8,
+                                                        ffn_hidden=64)),
 }
 
 
@@ -192,8 +206,13 @@ class TransformerBlock(nn.Module):
 
 class CaptionSource(Protocol):
     name: str  # reported as ``text_encoder`` in describe()
+    encoder_shape: Transformer | None  # the encoder this source runs; None when it runs none
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def truncated(self, prompts: list[str]) -> int:
+        """How many of ``prompts`` this source cuts to the ``cls_token_num`` caption slots."""
+        ...
 
 
 def move_padding_left(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,15 +313,26 @@ class T5Captions:
         if self.encoder.config.d_model != config.caption_dim:
             raise ValueError(f"text encoder {name_or_path!r} has width {self.encoder.config.d_model}, "
                              f"the model expects caption_dim {config.caption_dim}")
+        c = self.encoder.config
+        self.encoder_shape = Transformer(dim=c.d_model, n_layers=c.num_layers, n_heads=c.num_heads,
+                                         n_kv_heads=c.num_heads, head_dim=c.d_kv, ffn_hidden=c.d_ff,
+                                         ffn_matrices=3 if c.is_gated_act else 2)
+
+    def _tokenize(self, prompts: list[str], **kwargs: Any) -> Any:
+        return self.tokenizer([clean_caption(clean_caption(p)) for p in prompts], add_special_tokens=True, **kwargs)
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.tokenizer([clean_caption(clean_caption(p)) for p in prompts], max_length=self.max_length,
-                               padding="max_length", truncation=True, add_special_tokens=True, return_tensors="pt")
+        batch = self._tokenize(prompts, max_length=self.max_length, padding="max_length", truncation=True,
+                               return_tensors="pt")
         device = self.encoder.device
         mask = batch["attention_mask"].to(device)
         features = self.encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
         return move_padding_left(features, mask)
+
+    def truncated(self, prompts: list[str]) -> int:
+        """Prompts whose tokens (EOS included) overflow the caption slots: LlamaGen cuts them silently."""
+        return sum(len(ids) > self.max_length for ids in self._tokenize(prompts)["input_ids"])
 
 
 TEXT_EMBEDDINGS_FORMAT = """\
@@ -326,6 +356,8 @@ def write_text_embeddings(path: str | Path, prompts: list[str], embeddings: torc
 
 class EmbeddingFileCaptions:
     """Captions read from a ``--text-embeddings`` file (TEXT_EMBEDDINGS_FORMAT), so no T5 runs."""
+
+    encoder_shape = None
 
     def __init__(self, path: str | Path, config: LlamaGenConfig) -> None:
         from safetensors import safe_open
@@ -351,12 +383,16 @@ class EmbeddingFileCaptions:
         rows = torch.tensor([self.index[p] for p in prompts], dtype=torch.long)
         return self.embeddings[rows], self.mask[rows]
 
+    def truncated(self, prompts: list[str]) -> int:
+        return 0  # any cut was made when the file was written, by whatever encoded it
+
 
 class RandomCaptions:
     """Stand-in features for efficiency runs: N(0, 1/caption_dim), seeded by the prompt text so every
     run sees the same inputs; all slots valid. describe() reports text_encoder="random"."""
 
     name = "random"
+    encoder_shape = None
 
     def __init__(self, config: LlamaGenConfig) -> None:
         self.shape = (config.cls_token_num, config.caption_dim)
@@ -368,6 +404,9 @@ class RandomCaptions:
             generator = torch.Generator().manual_seed(seed)
             features.append(torch.randn(self.shape, generator=generator) / self.shape[1] ** 0.5)
         return torch.stack(features), torch.ones(len(prompts), self.shape[0], dtype=torch.bool)
+
+    def truncated(self, prompts: list[str]) -> int:
+        return 0  # the text is never tokenized
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,11 +423,13 @@ class LlamaGenT2I(ARImageModel):
     ``.to(dtype)`` leaves the VQ in fp32 as LlamaGen's sampler does.
     """
 
-    def __init__(self, config: LlamaGenConfig, window: int = 1, preset: str = "custom") -> None:
+    def __init__(self, config: LlamaGenConfig, window: int = 1, preset: str = "custom",
+                 adapter: str = "llamagen") -> None:
         super().__init__()
         if window not in WINDOWS:
             raise ValueError(f"shuffle window {window} is not supported; use one of {WINDOWS}")
-        self.config, self.window, self.preset = config, window, preset
+        self.config, self.window, self.preset, self.adapter = config, window, preset, adapter
+        self.backbone_weights: str | None = None  # the checkpoint's hash when weights is PARTIAL_RANDOM
         self.codebook_size = config.vocab_size
         self.cls_embedding = CaptionEmbedder(config.caption_dim, config.dim, config.cls_token_num)
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
@@ -468,7 +509,7 @@ class LlamaGenT2I(ARImageModel):
     # -- ARImageModel ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def condition(self, prompts: list[str], cfg: bool) -> Conditioning:
+    def condition(self, prompts: list[str], cfg: bool, grid: tuple[int, int] | None = None) -> Conditioning:
         """Left-padded captions [rows, T, caption_dim] and their mask. CFG rows are the raw null caption
         (projected later, like prompts) with the prompt's own mask, as generate.py does."""
         features, mask = self.captions.encode(prompts)
@@ -477,7 +518,8 @@ class LlamaGenT2I(ARImageModel):
         if cfg:
             null = self.cls_embedding.uncond_embedding.expand_as(features)
             features, mask = torch.cat([features, null]), torch.cat([mask, mask])
-        return Conditioning(mask=mask, embeddings=features)
+        return Conditioning(mask=mask, embeddings=features, truncated=self.captions.truncated(prompts),
+                            text_budget=self.config.cls_token_num)
 
     @torch.no_grad()
     def start(self, cond: Conditioning, grid: tuple[int, int]) -> tuple[DecodeState, torch.Tensor]:
@@ -521,15 +563,9 @@ class LlamaGenT2I(ARImageModel):
         hidden = self.run_layers(x, self.rotations(grid, cond_len)[None, :length, None], mask=mask)
         return self.logits(hidden[:, cond_len - 1:])
 
-    decode_skips = ("tok_embeddings.", "cls_embedding.")  # the caption projection runs in prefill only
-
-    def kv_bytes_per_position(self, rows: int) -> int:
-        cfg = self.config
-        return 2 * cfg.n_layer * rows * cfg.n_head * cfg.head_dim * self.output.weight.element_size()
-
     def describe(self) -> dict[str, Any]:
-        return {
-            "adapter": "llamagen-ts" if self.window > 1 else "llamagen",
+        facts = {
+            "adapter": self.adapter,
             "preset": self.preset,
             "window": self.window,
             "params": sum(p.numel() for p in self.parameters()),  # the null-caption buffer is not a parameter
@@ -538,6 +574,28 @@ class LlamaGenT2I(ARImageModel):
             "vq": self.vq_name,
             "vq_weights": self.vq_weights,
         }
+        if self.backbone_weights is not None:
+            facts["backbone_weights"] = self.backbone_weights
+        return facts
+
+    def cost_model(self) -> CostModel:
+        """LlamaGen's pipeline: one FLAN-T5 pass per prompt (the null caption is a stored embedding), the
+        caption MLP over the T caption slots, logits for the last caption position only, a KV cache read
+        up to its filled prefix (the official code computes all T prefill logits and attends over
+        round8(T + N) keys)."""
+        c = self.config
+        ran = self.captions.encoder_shape
+        encoder = TextEncoder(name=self.captions.name if ran else "flan-t5-xl", tokens=c.cls_token_num,
+                              layers=ran or c.text_encoder, executed=ran is not None)
+        shuffle = Shuffle(c.dim, self.window, c.shuffle_blocks, c.shuffle_hidden or c.dim) if self.window > 1 else None
+        return CostModel(
+            backbone=Transformer(c.dim, c.n_layer, c.n_head, c.n_head, c.head_dim, c.ffn_hidden),
+            vq=decode_cost(get_vq_config(self.vq_name)), head_flops_per_code=2 * c.dim * c.vocab_size,
+            window=self.window, input_flops_per_prompt_token=2 * (c.caption_dim * c.dim + c.dim * c.dim),
+            shuffle=shuffle, prompt_tokens=c.cls_token_num, text_encoder=encoder,
+            modules={"attn_proj": ("layers.*.attention.wqkv", "layers.*.attention.wo"),
+                     "ffn": ("layers.*.feed_forward",), "shuffle": ("shuffle_in", "shuffle_out"),
+                     "lm_head": ("output",), "input_proj": ("cls_embedding",)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,17 +603,35 @@ class LlamaGenT2I(ARImageModel):
 # ---------------------------------------------------------------------------------------------
 
 
-def load_llamagen_checkpoint(model: LlamaGenT2I, path: str | Path, *, allow_pickled_args: bool = False) -> None:
-    """Load a LlamaGen checkpoint strictly into ``model`` and set ``model.weights`` to its short sha256.
+def read_llamagen_state(path: str | Path, *, allow_pickled_args: bool = False) -> dict[str, torch.Tensor]:
+    """The GPT weights of a LlamaGen checkpoint: safetensors, or torch files read with ``weights_only=True``.
 
-    Reads safetensors, or torch files with ``weights_only=True`` only. The weights are taken from
-    ``["model"]`` (DDP), ``["module"]`` (DeepSpeed), ``["state_dict"]``, else the top level; a stray
-    ``freqs_cis`` (older checkpoints) is dropped, and any other missing or unexpected key is an error.
-    LlamaGen's training script also pickles its ``argparse.Namespace`` as ``"args"``; only with
-    ``allow_pickled_args=True`` is that one class allowed (with a warning), never anything else.
+    They are taken from ``["model"]`` (DDP), ``["module"]`` (DeepSpeed), ``["state_dict"]``, else the top
+    level; a stray ``freqs_cis`` (older checkpoints) is dropped. LlamaGen's training script also pickles
+    its ``argparse.Namespace`` as ``"args"``; only with ``allow_pickled_args=True`` is that one class
+    allowed (with a warning), never anything else.
     """
-    obj = read_tensors(path, allow_pickled_args=allow_pickled_args)
-    load_strict(model, unwrap_state_dict(obj), source=str(path), ignore=("freqs_cis",))
+    state = unwrap_state_dict(read_tensors(path, allow_pickled_args=allow_pickled_args))
+    return {k: v for k, v in state.items() if k != "freqs_cis"}
+
+
+def checkpoint_window(state: dict[str, torch.Tensor], config: LlamaGenConfig) -> int | None:
+    """The Token-Shuffle window a state dict was trained at (its compression is dim -> dim / s^2), or None
+    when it holds no shuffle modules (a plain LlamaGen backbone)."""
+    weight = state.get("shuffle_in.compress.weight")
+    if weight is None:
+        return None
+    ratio = config.dim // weight.shape[0]
+    window = math.isqrt(ratio)
+    if window * window != ratio or window not in WINDOWS:
+        raise CheckpointError(f"shuffle_in.compress.weight {tuple(weight.shape)} fits no window of {WINDOWS}")
+    return window
+
+
+def load_llamagen_checkpoint(model: LlamaGenT2I, path: str | Path, *, allow_pickled_args: bool = False) -> None:
+    """Load a LlamaGen checkpoint strictly into ``model`` and set ``model.weights`` to its short sha256;
+    any missing or unexpected key is an error (see :func:`read_llamagen_state`)."""
+    load_strict(model, read_llamagen_state(path, allow_pickled_args=allow_pickled_args), source=str(path))
     model.weights = file_digest(path)
 
 
@@ -572,47 +648,91 @@ def build_vq(name: str, checkpoint: str | None, device: torch.device | str,
     return vq.to(device).eval(), file_digest(checkpoint)
 
 
-def build_llamagen(preset: str | None = "GPT-XL", checkpoint: str | None = None, window: int = 1,
-                   device: torch.device | str = "cpu", dtype: torch.dtype | None = None, vq: str | None = None,
-                   vq_checkpoint: str | None = None, text_encoder: str | None = None,
-                   text_embeddings: str | None = None, allow_pickled_args: bool = False,
-                   **unused: Any) -> LlamaGenT2I:
-    """LlamaGen t2i (``window`` 1) or LlamaGen + Token-Shuffle (``window`` > 1), ready for the engine.
+@dataclass(frozen=True)
+class LlamaGenOptions(VQOptions):
+    """Settings of the llamagen adapters beyond the common model axes."""
+
+    text_encoder: str | None = option("FLAN-T5 encoder name or local path (the released model: flan-t5-xl)",
+                                      default=None)
+    text_embeddings: str | None = option("precomputed caption features (write_text_embeddings) instead of an "
+                                         "encoder", default=None, tensor_file=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.text_encoder and self.text_embeddings:
+            raise FieldError("text_embeddings", "give either text_encoder or text_embeddings, not both")
+
+
+def build_llamagen(preset: str | None = "GPT-XL", checkpoint: str | None = None, window: int | None = None,
+                   device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+                   options: LlamaGenOptions | dict | None = None, default_window: int = 1,
+                   adapter: str = "llamagen", **option_kwargs: Any) -> LlamaGenT2I:
+    """LlamaGen t2i (window 1) or LlamaGen + Token-Shuffle (window > 1), ready for the engine.
 
     Without ``checkpoint`` the weights are random (``weights="random"``); ``device="meta"`` builds a
-    model with no storage for FLOP counting. Captions come from ``text_encoder`` (flan-t5-xl name or
-    path), ``text_embeddings`` (TEXT_EMBEDDINGS_FORMAT) or, with neither, seeded random features.
-    Options meant for other adapters arrive in ``unused`` and are ignored.
+    model with no storage for FLOP counting. ``window`` None is the checkpoint's own (from its shuffle
+    keys), else ``default_window``. A window that contradicts the checkpoint's is an error; a window > 1
+    over a plain LlamaGen checkpoint puts new, randomly initialised shuffle modules around the trained
+    backbone (``weights="partial-random"``: rows for cost, not quality). Captions come from the
+    ``text_encoder`` option (flan-t5-xl name or path), ``text_embeddings`` (TEXT_EMBEDDINGS_FORMAT) or,
+    with neither, seeded random features.
     """
+    options = make_options(LlamaGenOptions, options, adapter=adapter, **option_kwargs)
     name = preset or "GPT-XL"
     config = get_llamagen_config(name)
-    if text_encoder and text_embeddings:
-        raise ValueError("pass either text_encoder or text_embeddings, not both")
     dtype = dtype or torch.float32
+    state = read_llamagen_state(checkpoint, allow_pickled_args=options.allow_pickled_args) if checkpoint else None
+    trained_window = checkpoint_window(state, config) if state is not None else None
+    if window is None:
+        window = trained_window or default_window
+    elif trained_window is not None and window != trained_window:
+        raise CheckpointError(f"{checkpoint}: trained with window {trained_window}, asked for window {window}; "
+                              f"leave model.window unset to run the checkpoint's own")
+    partial = state is not None and window > 1 and trained_window is None
     with torch.device("meta"):  # no memory or init time spent on weights that are replaced anyway
-        model = LlamaGenT2I(config, window=window, preset=name)
-    if checkpoint is not None:
-        load_llamagen_checkpoint(model, checkpoint, allow_pickled_args=allow_pickled_args)
+        model = LlamaGenT2I(config, window=window, preset=name, adapter=adapter)
+    if state is not None and not partial:
+        load_strict(model, state, source=str(checkpoint))
+        model.weights = file_digest(checkpoint)
         model.to(device)
     else:
         model.to_empty(device=device)
         if torch.device(device).type != "meta":
             model.init_random_weights()
+        if partial:  # the trained backbone, new shuffle modules
+            load_strict(model, state, source=str(checkpoint), missing_ok=("shuffle_in.", "shuffle_out."))
+            model.weights, model.backbone_weights = PARTIAL_RANDOM, file_digest(checkpoint)
     model.to(dtype).eval()
 
-    vq_model, vq_weights = build_vq(vq or config.vq, vq_checkpoint, device, allow_pickled_args)
+    vq_name = options.vq or config.vq
+    vq_model, vq_weights = build_vq(vq_name, options.vq_checkpoint, device, options.allow_pickled_args)
     if vq_model.config.codebook_size != config.vocab_size:
-        raise ValueError(f"VQ preset {vq or config.vq!r} has {vq_model.config.codebook_size} codes; "
+        raise ValueError(f"VQ preset {vq_name!r} has {vq_model.config.codebook_size} codes; "
                          f"{name} predicts {config.vocab_size}")
-    model.attach_vq(vq_model, vq or config.vq, vq_weights)
-    if text_embeddings:
-        model.captions = EmbeddingFileCaptions(text_embeddings, config)
-    elif text_encoder:
-        model.captions = T5Captions(text_encoder, config, device, dtype)
+    model.attach_vq(vq_model, vq_name, vq_weights)
+    if options.text_embeddings:
+        model.captions = EmbeddingFileCaptions(options.text_embeddings, config)
+    elif options.text_encoder:
+        model.captions = T5Captions(options.text_encoder, config, device, dtype)
     return model
 
 
-def build_llamagen_ts(preset: str | None = "GPT-XL", checkpoint: str | None = None, window: int = 2,
+def build_llamagen_ts(preset: str | None = "GPT-XL", checkpoint: str | None = None, window: int | None = None,
                       **kwargs: Any) -> LlamaGenT2I:
-    """LlamaGen backbone with Token-Shuffle (default window 2); window 1 is plain LlamaGen."""
-    return build_llamagen(preset, checkpoint, window, **kwargs)
+    """LlamaGen backbone with Token-Shuffle: the checkpoint's window, else 2; window 1 is plain LlamaGen."""
+    return build_llamagen(preset, checkpoint, window, default_window=2, adapter="llamagen-ts", **kwargs)
+
+
+def llamagen_geometry(preset: str | None, checkpoint: str | None, window: int | None, options: LlamaGenOptions,
+                      default_window: int = 1) -> Geometry:
+    """Any shuffle window, on random weights or over a checkpoint (a plain one gets new shuffle modules);
+    a checkpoint trained at another window is found when its weights are read, when the cell builds."""
+    vq = get_vq_config(options.vq or get_llamagen_config(preset or "GPT-XL").vq)
+    return Geometry(WINDOWS, window or default_window, vq.downsample)
+
+
+ADAPTER = Adapter(build=build_llamagen, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
+                  options=LlamaGenOptions, geometry=llamagen_geometry, compiles=True)
+ADAPTER_TS = Adapter(build=build_llamagen_ts, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
+                     options=LlamaGenOptions, geometry=functools.partial(llamagen_geometry, default_window=2),
+                     compiles=True)

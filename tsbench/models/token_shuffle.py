@@ -15,12 +15,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsbench.models.base import ARImageModel, Conditioning, DecodeState
-from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
+from tsbench.config.registry import suggest
+from tsbench.config.suite import option
+from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters,
+                                 make_options)
+from tsbench.models.checkpoint import (CheckpointError, check_tensor_file, file_digest, load_strict, read_tensors,
+                                      unwrap_state_dict)
+from tsbench.models.cost import CostModel, Shuffle, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attention_mask, rope_rotation
-from tsbench.models.shuffle import ShuffleIn, ShuffleOut, check_grid, check_window
+from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
-from tsbench.models.vq import VQModel, get_vq_config
+from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
 
 
 @dataclass(frozen=True)
@@ -153,10 +158,11 @@ class TokenShuffleLM(ARImageModel):
             nn.init.normal_(module.weight, std=0.02)
 
     # ---- conditioning -------------------------------------------------------------------------
-    def condition(self, prompts: list[str], cfg: bool) -> Conditioning:
+    def condition(self, prompts: list[str], cfg: bool, grid: tuple[int, int] | None = None) -> Conditioning:
         """``[bos] text [soi]`` per prompt; the unconditional rows drop the text: ``[bos] [soi]``."""
-        bos, soi = self.tokenizer.bos_id, self.config.soi_id
-        rows = [[bos, *self.tokenizer.encode(p)[: self.config.max_text_tokens], soi] for p in prompts]
+        bos, soi, budget = self.tokenizer.bos_id, self.config.soi_id, self.config.max_text_tokens
+        texts = [self.tokenizer.encode(p) for p in prompts]
+        rows = [[bos, *text[:budget], soi] for text in texts]
         if cfg:
             rows += [[bos, soi]] * len(prompts)
         length = max(map(len, rows))
@@ -166,7 +172,8 @@ class TokenShuffleLM(ARImageModel):
         for i, row in enumerate(rows):  # left padding: every row ends at the same position
             tokens[i, length - len(row):] = torch.tensor(row)
             mask[i, length - len(row):] = True
-        return Conditioning(mask=mask.to(device), tokens=tokens.to(device))
+        return Conditioning(mask=mask.to(device), tokens=tokens.to(device),
+                            truncated=sum(len(text) > budget for text in texts), text_budget=budget)
 
     # ---- decoding -----------------------------------------------------------------------------
     def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -222,25 +229,30 @@ class TokenShuffleLM(ARImageModel):
         hidden = self._transformer(x, torch.cat([positions, image_positions], dim=1), cache)
         return self._window_logits(hidden[:, cond.length - 1:])
 
-    decode_skips = ("tok_embeddings.", "vq.")
-
-    def kv_bytes_per_position(self, rows: int) -> int:
-        cfg = self.config
-        return 2 * cfg.n_layers * rows * cfg.n_kv_heads * cfg.head_dim * self.tok_embeddings.weight.element_size()
-
     def describe(self) -> dict[str, Any]:
         return {"adapter": "token-shuffle", "preset": self.preset, "window": self.window,
                 "params": count_parameters(self, exclude=("vq.",)), "weights": self.weights,
                 "vq": self.config.vq, "vq_weights": self.vq_weights, "tokenizer": self.config.tokenizer}
 
+    def cost_model(self) -> CostModel:
+        return cost_model(self.config)
+
+
+def cost_model(cfg: TokenShuffleConfig) -> CostModel:
+    """The analytic shapes of a config: logits over the whole unified vocabulary (the code slice is taken
+    after the head), shuffle modules only at s > 1."""
+    shuffle = Shuffle(cfg.dim, cfg.window, cfg.n_mlp_blocks, cfg.shuffle_hidden or cfg.dim) if cfg.window > 1 else None
+    return CostModel(
+        backbone=Transformer(cfg.dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden),
+        vq=decode_cost(get_vq_config(cfg.vq)), head_flops_per_code=2 * cfg.dim * cfg.vocab_size,
+        window=cfg.window, shuffle=shuffle,
+        modules={"attn_proj": ("layers.*.attention.wqkv", "layers.*.attention.wo"), "ffn": ("layers.*.feed_forward",),
+                 "shuffle": ("shuffle_in", "shuffle_out"), "lm_head": ("output",)})
+
 
 def preset_names() -> list[str]:
     """Random-weight presets, then the trained ones shipped in the package."""
     return [*TS_PRESETS, *trained_presets()]
-
-
-def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
-    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith(exclude))
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
@@ -263,49 +275,110 @@ def save_checkpoint(model: TokenShuffleLM, directory: str | Path, dtype: torch.d
     return directory
 
 
-def _checkpoint_files(path: Path) -> tuple[dict | None, Path]:
+CHECKPOINT_LAYOUT = (f"a checkpoint directory holding {CONFIG_FILE} ({{\"adapter\": ..., \"preset\": ..., \"config\": "
+                     f"{{TokenShuffleConfig fields}}}}) and {WEIGHTS_FILE} (or model.pt / model.bin), as "
+                     "save_checkpoint and `tsbench shapes train` write it; or a single weights file")
+
+
+def _read_config(path: Path) -> tuple[TokenShuffleConfig, str | None]:
+    """``config.json`` -> (config, preset); a file that is not a JSON object or holds a missing, unknown or
+    mistyped field is a CheckpointError naming the file, the field and CHECKPOINT_LAYOUT."""
+    from tsbench.config.suite import ConfigError, build_dataclass
+
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err}); expected {CHECKPOINT_LAYOUT}", path) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("preset"), (str, type(None))):
+        raise CheckpointError(f"{path}: expected a JSON object with a string 'preset'; expected {CHECKPOINT_LAYOUT}",
+                              path)
+    try:
+        return build_dataclass(TokenShuffleConfig, meta.get("config"), str(path), path="config"), meta.get("preset")
+    except ConfigError as err:
+        raise CheckpointError(f"{err}; expected {CHECKPOINT_LAYOUT}", path) from None
+
+
+def _checkpoint_files(path: Path) -> tuple[tuple[TokenShuffleConfig, str | None] | None, Path]:
     if path.is_dir():
-        config = json.loads((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).is_file() else None
+        config = _read_config(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else None
         for name in (WEIGHTS_FILE, "model.pt", "model.bin", "pytorch_model.bin"):
-            if (path / name).is_file():
-                return config, path / name
-        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin) in the checkpoint directory")
+            if (path / name).is_file():  # its header is probed too: an empty or damaged file fails at once
+                return config, check_tensor_file(path / name, CHECKPOINT_LAYOUT)
+        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} (or model.pt / model.bin); expected {CHECKPOINT_LAYOUT}",
+                              path)
     return None, path
 
 
-def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int = 1,
-                        device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                        vq: str | None = None, vq_checkpoint: str | None = None,
-                        tokenizer: str | None = None, allow_pickled_args: bool = False,
-                        **unused: Any) -> TokenShuffleLM:
-    """Build from a preset (random weights) or a checkpoint; the checkpoint's config wins over the preset."""
+@dataclass(frozen=True)
+class TokenShuffleOptions(VQOptions):
+    """Settings of the token-shuffle adapter beyond the common model axes."""
+
+    tokenizer: str | None = option("text tokenizer: 'bytes' (default) or a Hugging Face tokenizer name or path",
+                                   default=None)
+
+
+def _resolve(preset: str | None, checkpoint: str | None, window: int | None,
+             options: TokenShuffleOptions) -> tuple[TokenShuffleConfig, str, Path | None]:
+    """The config a build uses (a checkpoint's config.json wins over the preset), the preset name and the
+    weights file to load; reads config files only, never weights."""
+    preset = preset or "small"
     if checkpoint is None and preset not in TS_PRESETS:
-        checkpoint = trained_checkpoint(str(preset), window)
+        checkpoint = trained_checkpoint(preset, window or 1)
     meta, weights_path = _checkpoint_files(Path(checkpoint)) if checkpoint else (None, None)
     if meta is not None:
-        fields = {**meta["config"], "vocabulary": tuple(meta["config"].get("vocabulary", ()))}
-        cfg, preset = TokenShuffleConfig(**fields), meta.get("preset", preset)
-        if window != cfg.window and window != 1:
-            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}")
+        cfg, preset = meta[0], meta[1] or preset
+        if window is not None and window != cfg.window:
+            raise CheckpointError(f"{checkpoint}: trained with window {cfg.window}, asked for window {window}; "
+                                  f"leave model.window unset to run the checkpoint's own", checkpoint)
     else:
         if preset not in TS_PRESETS:
-            from tsbench.config.registry import suggest
-
             known = [*TS_PRESETS, *trained_presets()]
-            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window}."
+            raise ValueError(f"unknown token-shuffle preset {preset!r} at window {window or 1}."
                              f"{suggest(str(preset), known)} Known: {', '.join(known)}")
-        cfg = replace(TS_PRESETS[preset], window=window)
-    cfg = replace(cfg, **{k: v for k, v in {"vq": vq, "tokenizer": tokenizer}.items() if v})
+        cfg = replace(TS_PRESETS[preset], window=window or 1)
+    cfg = replace(cfg, **{k: v for k, v in {"vq": options.vq, "tokenizer": options.tokenizer}.items() if v})
+    return cfg, preset, weights_path
+
+
+def build_token_shuffle(preset: str | None = "tiny", checkpoint: str | None = None, window: int | None = None,
+                        device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                        options: TokenShuffleOptions | dict | None = None, **option_kwargs: Any) -> TokenShuffleLM:
+    """Build from a preset (random weights) or a checkpoint; the checkpoint's config wins over the preset.
+
+    ``window`` None is the model's own: the checkpoint's, else 1. A window that contradicts the
+    checkpoint is an error, so a row never reports a window the model does not run at.
+    """
+    options = make_options(TokenShuffleOptions, options, adapter="token-shuffle", **option_kwargs)
+    cfg, preset, weights_path = _resolve(preset, checkpoint, window, options)
     meta_device = torch.device(device).type == "meta"
     with torch.device("meta" if meta_device else "cpu"):
         model = TokenShuffleLM(cfg, preset)
     if weights_path is not None:
-        load_strict(model, unwrap_state_dict(read_tensors(weights_path)), str(weights_path))
+        load_strict(model, unwrap_state_dict(read_tensors(weights_path, expected=CHECKPOINT_LAYOUT)), str(weights_path))
         model.weights = file_digest(weights_path)
         model.vq_weights = model.weights
-    if vq_checkpoint:
+    if options.vq_checkpoint:
         from tsbench.models.vq import load_vq_state_dict
 
-        load_vq_state_dict(model.vq, vq_checkpoint, allow_pickled_args=allow_pickled_args)
-        model.vq_weights = file_digest(vq_checkpoint)
+        load_vq_state_dict(model.vq, options.vq_checkpoint, allow_pickled_args=options.allow_pickled_args)
+        model.vq_weights = file_digest(options.vq_checkpoint)
     return model.to(device=device, dtype=dtype).eval()
+
+
+def token_shuffle_geometry(preset: str | None, checkpoint: str | None, window: int | None,
+                           options: TokenShuffleOptions) -> Geometry:
+    """A random preset or a bare weights file runs at any shuffle window; a checkpoint directory at its
+    config's; a trained preset at the windows it was trained at (``shapes``: one checkpoint per window)."""
+    if checkpoint is None and (preset or "small") not in TS_PRESETS:
+        trained = [path for w in WINDOWS if (path := trained_checkpoint(str(preset), w)) is not None]
+        windows = tuple(sorted({_resolve(preset, str(path), None, options)[0].window for path in trained}))
+    elif checkpoint is not None and _checkpoint_files(Path(checkpoint))[0] is not None:
+        windows = (_resolve(preset, checkpoint, None, options)[0].window,)
+    else:
+        windows = WINDOWS
+    cfg = _resolve(preset, checkpoint, window if window in windows else None, options)[0]
+    return Geometry(windows, window or cfg.window, get_vq_config(cfg.vq).downsample)
+
+
+ADAPTER = Adapter(build=build_token_shuffle, presets=preset_names, default_preset="small", options=TokenShuffleOptions,
+                  geometry=token_shuffle_geometry, compiles=True)

@@ -54,15 +54,16 @@ class WordTokenizer:
 
 
 class HFTokenizer:
-    """Any ``transformers`` tokenizer by name or local path (loaded offline when it is cached)."""
+    """Any ``transformers`` tokenizer by name or local path (loaded offline when it is cached);
+    ``local_files_only`` never touches the network (a checkpoint directory's own tokenizer)."""
 
-    def __init__(self, name_or_path: str) -> None:
+    def __init__(self, name_or_path: str, local_files_only: bool = False) -> None:
         try:
             from transformers import AutoTokenizer
         except ImportError as err:  # pragma: no cover - depends on the install
             raise ImportError(f"tokenizer {name_or_path!r} needs transformers: pip install 'tsbench[hf]'") from err
         self.name = name_or_path
-        self._tok = AutoTokenizer.from_pretrained(name_or_path)
+        self._tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
         self.vocab_size = len(self._tok)
         self.bos_id = self._tok.bos_token_id if self._tok.bos_token_id is not None else 0
 

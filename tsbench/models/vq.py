@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tsbench.config.registry import suggest
+from tsbench.config.suite import FieldError, option
 from tsbench.models.checkpoint import load_strict, read_tensors, unwrap_state_dict
+from tsbench.models.cost import VQDecode
 
 # LlamaGen keeps a rolling window of the last 65536 code ids as a persistent buffer for training
 # statistics; it is useless for inference but is in the checkpoint, so a strict load needs it.
@@ -279,6 +282,33 @@ class VQModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Reconstruction through the codebook, i.e. what the tokenizer preserves of an image."""
         return self.decode_codes(self.encode(images))
+
+
+@dataclass(frozen=True)
+class VQOptions:
+    """Options of the adapters that use this tokenizer (token-shuffle, llamagen); theirs extend these."""
+
+    vq: str | None = option("VQ tokenizer preset overriding the model's (tsbench.models.vq)", default=None)
+    vq_checkpoint: str | None = option("VQ tokenizer weights, e.g. LlamaGen's vq_ds16_t2i.pt; null keeps the "
+                                       "checkpoint's own or random ones", default=None, tensor_file=True)
+    allow_pickled_args: bool = option("accept checkpoints that also pickle argparse args (LlamaGen training "
+                                      "files; only argparse.Namespace is allowed; warns)", default=False)
+
+    def __post_init__(self) -> None:
+        if self.vq is not None and self.vq not in VQ_PRESETS:  # a typo fails when the suite loads
+            raise FieldError("vq", f"unknown VQ preset {self.vq!r}.{suggest(self.vq, list(VQ_PRESETS))} "
+                                   f"Known: {', '.join(VQ_PRESETS)}")
+
+
+def decode_cost(config: VQConfig) -> VQDecode:
+    """The decoder's entry in an adapter's cost model: built and run on the meta device when counted."""
+
+    def run_on_meta(grid: tuple[int, int]) -> torch.Tensor:
+        with torch.device("meta"):
+            vq = VQModel(config)
+        return vq.decode_codes(torch.zeros(1, *grid, dtype=torch.long, device="meta"))
+
+    return VQDecode(key=config, downsample=config.downsample, run_on_meta=run_on_meta)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

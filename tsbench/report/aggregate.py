@@ -17,11 +17,12 @@ import pandas as pd
 from tsbench.io import atomic_write_bytes, atomic_write_text
 from tsbench.runner.store import RunStore
 
-# config column -> row keys that may hold it, first non-null wins (error rows lack the model.* keys)
+# config column -> row keys that may hold it, first non-null wins (error rows lack the model.* keys); the
+# window the model really ran at comes first (a null config window means "the checkpoint's")
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "adapter": ("config.model.adapter", "model.adapter"),
     "preset": ("config.model.preset", "model.preset"),
-    "window": ("config.model.window", "model.window"),
+    "window": ("model.window", "config.model.window"),
     "resolution": ("config.workload.resolution",),
     "cfg_schedule": ("config.workload.cfg_schedule",),
     "cfg_scale": ("config.workload.cfg_scale",),
@@ -39,8 +40,12 @@ ID_COLUMNS = ["run", "suite", "cell_id", "status", *CONFIG_COLUMNS]
 INTEGER_COLUMNS = ("window", "resolution", "batch_size")
 METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "roofline.", "workload.",
                    "model.params", "cell_seconds")
-NOT_METRICS = ("quality.prompts", "quality.images_per_prompt")
+NOT_METRICS = ("quality.prompts", "quality.images_per_prompt", "quality.benchmark_prompts")
+# Weights that make a row cost-only: new, untrained modules around a trained backbone. Their quality
+# columns are dropped, so no table or plot sets them beside trained models' quality.
+COST_ONLY_WEIGHTS = ("partial-random",)
 HIGHER_IS_BETTER = ("throughput.", "quality.", "roofline.decode_fraction", "roofline.achieved_flop_s")
+KEY_FORMATS = {"window": "s = {}", "resolution": "{} px", "batch_size": "batch {}", "cfg_scale": "cfg {:g}"}
 
 
 def is_metric(column: str) -> bool:
@@ -50,9 +55,21 @@ def is_metric(column: str) -> bool:
             and not column.endswith(".raw") and column not in NOT_METRICS)
 
 
-def higher_is_better(metric: str) -> bool:
-    """Quality and throughput grow with goodness; time, FLOPs and memory shrink."""
+def higher_is_better(metric: str, cells: pd.DataFrame | None = None) -> bool:
+    """Throughput grows with goodness; time, FLOPs and memory shrink; a quality column goes the way its
+    scorer declared (``quality.<scorer>.direction`` in ``cells``), higher by default."""
+    if metric.startswith("quality.") and cells is not None:
+        direction = f"quality.{metric.split('.')[1]}.direction"
+        if direction in cells and (cells[direction] == "lower").any():
+            return False
     return metric.startswith(HIGHER_IS_BETTER)
+
+
+def key_text(key: str, value: Any) -> str:
+    """A config value as the report writes it: 's = 2', '512 px', 'constant', 'compiled'."""
+    if key == "compile" and pd.notna(value):
+        return "compiled" if value else "eager"
+    return KEY_FORMATS.get(key, "{}").format(value) if pd.notna(value) else f"{key} ?"
 
 
 def run_labels(run_dirs: Iterable[str | Path]) -> list[str]:
@@ -90,7 +107,9 @@ def _cell_rows(run_dir: Path, label: str) -> list[dict[str, Any]]:
         ids = {"run": label, "suite": suite, "cell_id": row["cell_id"], "status": row.get("status")}
         ids.update({name: _coalesce(row, keys) for name, keys in CONFIG_KEYS.items()})
         ids["weights"] = _weights(row)
-        rows.append({**ids, "run_dir": str(run_dir), **{k: v for k, v in row.items() if k not in ids}})
+        cost_only = ids["weights"] in COST_ONLY_WEIGHTS
+        rows.append({**ids, "run_dir": str(run_dir), **{k: v for k, v in row.items() if k not in ids and
+                                                        not (cost_only and k.startswith("quality."))}})
     return rows
 
 

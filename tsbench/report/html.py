@@ -23,16 +23,14 @@ from PIL import Image
 import tsbench
 from tsbench.report.aggregate import (CONFIG_COLUMNS, compare, export, geomean, higher_is_better, load_cells,
                                       read_manifest, run_labels, tidy)
-from tsbench.report.baselines import label as baseline_label
-from tsbench.report.baselines import load_baselines, rewritten
-from tsbench.report.plots import (GridSpec, caption, grid_specs, headline_label, make_plots, metric_tags,
-                                  order_tags, quality_metrics)
+from tsbench.report.baselines import load_baselines
+from tsbench.report.human import human_sections
+from tsbench.report.plots import GridSpec, caption, grid_specs, make_plots
+from tsbench.report.quality import MISSING, scored, sections, unplaced_published, with_headline
 from tsbench.runner.store import atomic_write_bytes, atomic_write_text, flatten_row
 
 TEMPLATES = Path(__file__).parent / "templates"
-MISSING = "–"
 THUMBNAIL_PX = 256
-TEXT_USED = {"rewritten": "yes", "original": "no"}  # quality.text_used in the words of the published tables
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ def _present(cells: pd.DataFrame, columns: Iterable[Column]) -> list[Column]:
 
 
 def _quality_columns(cells: pd.DataFrame) -> list[Column]:
-    return [Column(column, headline_label(column)) for column in quality_metrics(cells).values()]
+    return [Column(s.headline_column, f"{s.scorer} {s.headline}") for s in with_headline(cells)]
 
 
 def _config_split(cells: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -120,9 +118,10 @@ def _best(cells: pd.DataFrame) -> list[dict[str, str]]:
         if column.key == "workload.ar_steps":
             continue
         values = pd.to_numeric(ok[column.key], errors="coerce")
-        index = values.idxmax() if higher_is_better(column.key) else values.idxmin()
+        higher = higher_is_better(column.key, ok)
+        index = values.idxmax() if higher else values.idxmin()
         row = ok.loc[index]
-        best.append({"metric": column.label, "direction": "highest" if higher_is_better(column.key) else "lowest",
+        best.append({"metric": column.label, "direction": "highest" if higher else "lowest",
                      "value": _fmt(values[index], column.scale), "cell": row["cell_id"], "run": row["run"]})
     return best
 
@@ -150,38 +149,6 @@ def _speedups(frame: pd.DataFrame, cells: pd.DataFrame) -> dict[str, Any]:
     return {"summary": summary, "table": _table(table, columns)}
 
 
-def _published_rows(baselines: pd.DataFrame, metric: str, benchmark: str | None,
-                    tags: list[str]) -> list[list[dict[str, str]]]:
-    rows = baselines[baselines["metric"] == metric]
-    if benchmark:
-        rows = rows[rows["benchmark"] == benchmark]
-    out = []
-    for _, group in rows.groupby(["source", "model", "prompt_rewriting"], dropna=False, sort=False):
-        first = group.iloc[0]
-        values = group.set_index("tag")["value"]
-        rewriting = {True: "yes", False: "no", None: "not stated"}[rewritten(first)]
-        out.append([_cell(baseline_label(first)), _cell(rewriting), *[_cell(values.get(t)) for t in tags],
-                    _cell(first["benchmark"]), _cell(first["source"]), _cell(first["notes"] or first["version_note"])])
-    return out
-
-
-def _quality(cells: pd.DataFrame, baselines: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per quality metric: the run's cells beside every published row of that metric."""
-    sections = []
-    ok = cells[cells["status"] == "ok"]
-    for metric, headline in quality_metrics(cells).items():
-        tags = metric_tags(cells, metric)
-        scored = ok.dropna(subset=[headline])
-        benchmark = next(iter(scored.get("quality.benchmark", pd.Series(dtype=str)).dropna()), None)
-        ours = [[_cell(f"{r['run']}: {r['cell_id']}" if cells["run"].nunique() > 1 else r["cell_id"]),
-                 _cell(TEXT_USED.get(r.get("quality.text_used"), r.get("quality.text_used"))),
-                 *[_cell(r.get(f"quality.{metric}.{t}")) for t in tags],
-                 _cell(f"{benchmark or MISSING} {r.get('quality.version') or ''}"), _cell("this run"), _cell("")]
-                for _, r in scored.iterrows()]
-        sections.append(_quality_section(metric, benchmark, tags, ours, baselines))
-    return sections
-
-
 def _unscored(cells: pd.DataFrame) -> list[str]:
     """'<scorer>: not scored: <reason> (N cells)' for every scorer that could not run."""
     notes = []
@@ -190,19 +157,6 @@ def _unscored(cells: pd.DataFrame) -> list[str]:
             if status != "scored":
                 notes.append(f"{column.split('.')[1]}: {status} ({count} cell{'s' if count > 1 else ''})")
     return notes
-
-
-def _quality_section(metric: str, benchmark: str | None, tags: list[str], ours: list[list[dict[str, str]]],
-                     baselines: pd.DataFrame) -> dict[str, Any]:
-    return {"metric": metric, "benchmark": benchmark,
-            "headers": ["model / cell", "rewritten prompts", *tags, "benchmark", "source", "notes"],
-            "ours": ours, "published": _published_rows(baselines, metric, benchmark, tags)}
-
-
-def _published_only(baselines: pd.DataFrame) -> list[dict[str, Any]]:
-    """Every published table, for reports whose runs scored no quality."""
-    return [_quality_section(metric, benchmark, order_tags(rows["tag"]), [], baselines)
-            for (benchmark, metric), rows in baselines.groupby(["benchmark", "metric"], sort=False)]
 
 
 def _runs(run_dirs: list[Path], cells: pd.DataFrame) -> list[dict[str, Any]]:
@@ -273,6 +227,7 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     plots = make_plots(cells, baselines, out / "images")
     grids = [spec for spec in grid_specs(cells) if out / "images" / spec.filename in plots]
     grid_files = {spec.filename for spec in grids}
+    quality = sections(cells, baselines)
     random_runs = sorted(set(cells.loc[cells["weights"] == "random", "run"]))
     context = {
         "title": "tsbench report: " + (", ".join(dict.fromkeys(cells["suite"].dropna())) or
@@ -289,10 +244,12 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
         "cells_table": _cells_table(cells),
         "plots": [{"src": f"images/{p.name}", "caption": caption(p)} for p in plots if p.name not in grid_files],
         "grids": [_copy_samples(spec, out) for spec in grids],
-        "quality": _quality(cells, baselines),
+        "quality": quality,
         "unscored": _unscored(cells),
-        "published_only": [] if quality_metrics(cells) else _published_only(baselines),
+        "published_only": unplaced_published(baselines, quality),
+        "any_quality": bool(scored(cells)),
         "runs": _runs(run_dirs, cells),
+        "human": human_sections(run_dirs, out / "images"),
     }
     index = out / "index.html"
     atomic_write_text(index, _environment().get_template("report.html").render(**context))

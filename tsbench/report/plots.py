@@ -10,7 +10,7 @@ import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import matplotlib
 
@@ -23,23 +23,22 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, NullF
 from PIL import Image  # noqa: E402
 
 from tsbench.engine.cfg import list_schedules  # noqa: E402
-from tsbench.report.aggregate import CONFIG_COLUMNS  # noqa: E402
+from tsbench.report.aggregate import CONFIG_COLUMNS, key_text  # noqa: E402
 from tsbench.report.baselines import label as baseline_label  # noqa: E402
+from tsbench.report.quality import Scored, benchmark, prompt_set, scored, why_not_comparable  # noqa: E402
+from tsbench.report.quality import with_headline  # noqa: E402
 from tsbench.report.schedules import plot_schedules  # noqa: E402
+from tsbench.scoring.aggregate import column as quality_column  # noqa: E402
 
 DPI = 100
 PLAIN = FuncFormatter(lambda value, _: f"{value:.3g}" if value < 1000 else f"{value:,.0f}")
 # Keys that may split cells into separate lines; only the ones that actually vary are used.
 LINE_KEYS = ("run", "adapter", "preset", "window", "resolution", "cfg_schedule", "cfg_scale", "batch_size",
              "dtype", "device", "compile")
-GENAI_TAGS = ["attribute", "scene", "spatial relation", "action relation", "part relation", "basic", "counting",
-              "differentiation", "comparison", "negation", "universal", "advanced", "overall"]
-GENEVAL_TAGS = ["single_object", "two_object", "counting", "colors", "position", "color_attr", "overall"]
 # Published rows drawn in the per-skill chart (all rows are in the report's tables): the paper's own model
 # and the AR baseline it builds on, from the Token-Shuffle tables so that one protocol is shown.
 PLOT_BASELINE_MODELS = ("Token-Shuffle", "LlamaGen")
 PLOT_BASELINE_SOURCE = "Token-Shuffle arXiv 2504.17789"
-HEADLINE_TAGS = ("overall", "mean")  # a metric's single-number summary, in order of preference
 GRID_TITLES = {"window": "windows", "cfg_schedule": "CFG schedules"}
 GRID_TITLE_KEYS = ("preset", "resolution", "window", "cfg_schedule", "cfg_scale", "batch_size")
 CAPTIONS = {
@@ -56,14 +55,15 @@ CAPTIONS = {
                 "bandwidth, the flat one the measured peak matmul FLOP/s; a point's distance below the lower "
                 "of the two is what the engine leaves on the table. Larger windows and batches move right, "
                 "from memory-bound towards compute-bound.",
-    "quality_vs_window": "Overall quality score vs window size.",
-    "quality_per_schedule": "Overall quality score per CFG schedule.",
-    "pareto_quality_latency": "Quality vs latency per image; the line joins the Pareto-optimal cells "
-                              "(no other cell is both faster and better).",
+    "quality_vs_window": "Overall quality score vs window size; error bars are 95 % bootstrap intervals "
+                         "over the prompts.",
+    "quality_per_schedule": "Overall quality score per CFG schedule, with 95 % bootstrap intervals.",
+    "pareto_quality_latency": "Quality (with its 95 % interval) vs latency per image; the line joins the "
+                              "Pareto-optimal cells (no other cell is both faster and better).",
     "cfg_schedules": "Guidance weight over the image's AR steps for every registered CFG schedule.",
-    "skills": "Per-skill quality of the best cells (solid) beside published numbers (hatched, 'published'; "
-              "† = images from rewritten prompts). Published numbers come from other prompt sets and protocols "
-              "as noted in the tables below.",
+    "skills": "Per-skill quality of the best cells (solid, with 95 % intervals) beside published numbers "
+              "(hatched, 'published'; † = images from rewritten prompts), drawn only when the cells were "
+              "measured as the published rows were (see the tables below).",
 }
 
 
@@ -89,22 +89,18 @@ def _varying(frame: pd.DataFrame, keys: tuple[str, ...] | list[str]) -> list[str
     return [k for k in keys if k in frame.columns and frame[k].nunique(dropna=False) > 1]
 
 
-def _key_text(key: str, value: Any) -> str:
-    if key == "compile" and pd.notna(value):
-        return "compiled" if value else "eager"
-    formats = {"window": "s = {}", "resolution": "{} px", "batch_size": "batch {}", "cfg_scale": "cfg {:g}"}
-    return formats.get(key, "{}").format(value) if pd.notna(value) else f"{key} ?"
-
-
 def _label(keys: list[str], values: Any) -> str:
     values = values if isinstance(values, tuple) else (values,)
-    return ", ".join(_key_text(k, v) for k, v in zip(keys, values)) or "all cells"
+    return ", ".join(key_text(k, v) for k, v in zip(keys, values)) or "all cells"
 
 
-def _lines(frame: pd.DataFrame, x: str, y: str, keys: tuple[str, ...]) -> list[tuple[str, pd.DataFrame]]:
-    """One (label, points) line per combination of the varying ``keys``; the median over the rest."""
+def _lines(frame: pd.DataFrame, x: str, y: str, keys: tuple[str, ...],
+           extra: tuple[str, ...] = ()) -> list[tuple[str, pd.DataFrame]]:
+    """One (label, points) line per combination of the varying ``keys``; the median over the rest (also
+    of the ``extra`` columns, e.g. an interval's bounds)."""
     keys = [k for k in _varying(frame, keys) if k != x]
-    agg = frame.groupby([*keys, x], dropna=False)[y].median().reset_index().sort_values(x)
+    columns = [y, *[c for c in extra if c in frame.columns]]
+    agg = frame.groupby([*keys, x], dropna=False)[columns].median().reset_index().sort_values(x)
     if not keys:
         return [("all cells", agg)]
     return [(_label(keys, values), group) for values, group in agg.groupby(keys, dropna=False, sort=True)]
@@ -307,77 +303,72 @@ def plot_roofline(cells: pd.DataFrame, out: Path) -> Path | None:
 
 
 # ---- quality ---------------------------------------------------------------------------------------
-def quality_metrics(cells: pd.DataFrame) -> dict[str, str]:
-    """Scored metrics and their headline column: ``quality.<metric>.overall``, else ``.mean`` (e.g.
-    {'vqascore': 'quality.vqascore.overall'}); the top-level ``quality.overall`` copy is not a metric."""
-    metrics = {}
-    for column in cells.columns:
-        parts = column.split(".")
-        if len(parts) == 3 and parts[0] == "quality" and parts[2] in HEADLINE_TAGS and not _ok(cells, column).empty:
-            current = metrics.get(parts[1])
-            if current is None or HEADLINE_TAGS.index(parts[2]) < HEADLINE_TAGS.index(current.split(".")[2]):
-                metrics[parts[1]] = column
-    return metrics
+def _bounds(s: Scored) -> tuple[str, str]:
+    return quality_column(s.scorer, s.headline, "ci_low"), quality_column(s.scorer, s.headline, "ci_high")
 
 
-def headline_label(column: str) -> str:
-    """'quality.vqascore.overall' -> 'vqascore overall'."""
-    return column.removeprefix("quality.").replace(".", " ")
+def _yerr(points: pd.DataFrame, y: str, low: str, high: str) -> np.ndarray | None:
+    """Asymmetric error bars from an interval's bounds; None when the points have none."""
+    if low not in points or points[low].isna().all():
+        return None
+    return np.vstack([(points[y] - points[low]).clip(lower=0).fillna(0), (points[high] - points[y]).clip(lower=0).fillna(0)])
 
 
-def metric_tags(cells: pd.DataFrame, metric: str) -> list[str]:
-    """Tags scored for ``metric``, in the benchmark's official order, other tags after them."""
-    prefix = f"quality.{metric}."
-    tags = [c[len(prefix):] for c in cells.columns
-            if c.startswith(prefix) and pd.api.types.is_numeric_dtype(cells[c]) and cells[c].notna().any()]
-    return order_tags(tags)
+def _headline(s: Scored) -> str:
+    return f"{s.scorer} {s.headline}"
 
 
-def order_tags(tags: Iterable[str]) -> list[str]:
-    """Unique tags, the benchmarks' official order first, then any others alphabetically."""
-    tags = set(tags)
-    return list(dict.fromkeys([t for t in GENAI_TAGS + GENEVAL_TAGS if t in tags] + sorted(tags)))
+def _title(s: Scored, data: pd.DataFrame, what: str) -> str:
+    """Title naming the prompt set and its size: scores on different prompt sets are not comparable."""
+    sets = list(dict.fromkeys(prompt_set(row) for _, row in data.iterrows()))
+    return f"{_headline(s)} {what}\n" + textwrap.shorten("; ".join(sets), 70)
 
 
-def _quality_subplots(metrics: list[str], width: float = 5.2) -> tuple[plt.Figure, list[plt.Axes]]:
-    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), 4.2), squeeze=False)
+def _quality_subplots(n: int, width: float = 5.2) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, n, figsize=(width * n, 4.4), squeeze=False)
     return fig, list(axes[0])
 
 
 def plot_quality_vs_window(cells: pd.DataFrame, out: Path) -> Path | None:
-    """Overall score per window size, one line per other varying setting."""
-    metrics = quality_metrics(cells)
+    """Headline score per window size, one line per other varying setting, with interval bars."""
+    shown = with_headline(cells)
     data = _ok(cells, "window")
-    if not metrics or data["window"].nunique() < 2:
+    if not shown or data["window"].nunique() < 2:
         return None
-    fig, axes = _quality_subplots(metrics)
-    for ax, (metric, column) in zip(axes, metrics.items()):
-        subset = data.dropna(subset=[column])
-        for name, line in _lines(subset, "window", column, LINE_KEYS):
-            ax.plot(line["window"], line[column], marker="o", label=name)
+    fig, axes = _quality_subplots(len(shown))
+    for ax, s in zip(axes, shown):
+        y, (low, high) = s.headline_column, _bounds(s)
+        subset = data.dropna(subset=[y])
+        for name, line in _lines(subset, "window", y, LINE_KEYS, (low, high)):
+            ax.errorbar(line["window"], line[y], yerr=_yerr(line, y, low, high), marker="o", capsize=3, label=name)
         _pow2_axis(ax, _ints(subset["window"]))
-        _finish(ax, f"{headline_label(column)} vs window", "window size s (log scale)",
-                f"{headline_label(column)} (higher is better)")
+        _finish(ax, _title(s, subset, "vs window"), "window size s (log scale)", f"{_headline(s)} (95 % CI)")
     return _save(fig, out)
 
 
 def plot_quality_per_schedule(cells: pd.DataFrame, out: Path) -> Path | None:
-    """Overall score per CFG schedule (grouped bars); needs at least two schedules."""
-    metrics = quality_metrics(cells)
+    """Headline score per CFG schedule (grouped bars with interval bars); needs at least two schedules."""
+    shown = with_headline(cells)
     data = _ok(cells, "cfg_schedule")
-    if not metrics or data["cfg_schedule"].nunique() < 2:
+    if not shown or data["cfg_schedule"].nunique() < 2:
         return None
-    fig, axes = _quality_subplots(metrics, width=6.0)
-    for ax, (metric, column) in zip(axes, metrics.items()):
-        subset = data.dropna(subset=[column])
+    fig, axes = _quality_subplots(len(shown), width=6.0)
+    for ax, s in zip(axes, shown):
+        y, (low, high) = s.headline_column, _bounds(s)
+        subset = data.dropna(subset=[y])
         keys = [k for k in _varying(subset, LINE_KEYS) if k != "cfg_schedule"]
-        medians = subset.groupby(["cfg_schedule", *keys], dropna=False)[column].median()
-        table = medians.unstack(keys) if keys else medians.to_frame("all cells")
-        if keys:
-            table.columns = [_label(keys, c) for c in table.columns]
-        table.plot.bar(ax=ax, rot=0, width=0.8, legend=False)
-        _finish(ax, f"{headline_label(column)} per CFG schedule", "CFG schedule",
-                f"{headline_label(column)} (higher is better)")
+        columns = [c for c in (y, low, high) if c in subset]
+        medians = subset.groupby(["cfg_schedule", *keys], dropna=False)[columns].median().reset_index()
+        schedules = sorted(medians["cfg_schedule"].unique())
+        series = [((), medians)] if not keys else list(medians.groupby(keys, dropna=False, sort=True))
+        width = 0.8 / len(series)
+        for i, (values, group) in enumerate(series):
+            group = group.set_index("cfg_schedule").reindex(schedules)
+            x = np.arange(len(schedules)) + (i - (len(series) - 1) / 2) * width
+            ax.bar(x, group[y], width, yerr=_yerr(group, y, low, high), capsize=3,
+                   label=_label(keys, values) if keys else "all cells")
+        ax.set_xticks(range(len(schedules)), schedules)
+        _finish(ax, _title(s, subset, "per CFG schedule"), "CFG schedule", f"{_headline(s)} (95 % CI)")
     return _save(fig, out)
 
 
@@ -393,23 +384,24 @@ def pareto_front(points: pd.DataFrame, cost: str, gain: str) -> pd.DataFrame:
 
 
 def plot_pareto(cells: pd.DataFrame, out: Path) -> Path | None:
-    """Quality vs latency per image, coloured by window, with the Pareto front."""
-    metrics = quality_metrics(cells)
-    if not metrics or _ok(cells, "latency.per_image_s").empty:
+    """Quality vs latency per image, coloured by window, with interval bars and the Pareto front."""
+    shown = with_headline(cells)
+    if not shown or _ok(cells, "latency.per_image_s").empty:
         return None
-    fig, axes = _quality_subplots(metrics, width=5.8)
-    for ax, (metric, column) in zip(axes, metrics.items()):
-        data = _ok(cells, column, "latency.per_image_s")
+    fig, axes = _quality_subplots(len(shown), width=5.8)
+    for ax, s in zip(axes, shown):
+        y, (low, high) = s.headline_column, _bounds(s)
+        data = _ok(cells, y, "latency.per_image_s")
         for window, group in data.groupby("window", dropna=False):
-            ax.scatter(group["latency.per_image_s"], group[column], label=_key_text("window", window), s=28)
-        front = pareto_front(data, "latency.per_image_s", column)
-        ax.plot(front["latency.per_image_s"], front[column], "-", color="black", linewidth=1, label="Pareto front")
+            ax.errorbar(group["latency.per_image_s"], group[y], yerr=_yerr(group, y, low, high), fmt="o",
+                        capsize=2, markersize=5, label=key_text("window", window))
+        front = pareto_front(data, "latency.per_image_s", y)
+        ax.plot(front["latency.per_image_s"], front[y], "-", color="black", linewidth=1, label="Pareto front")
         for _, row in front.iterrows():
-            ax.annotate(row["cell_id"], (row["latency.per_image_s"], row[column]), fontsize=6,
+            ax.annotate(row["cell_id"], (row["latency.per_image_s"], row[y]), fontsize=6,
                         xytext=(3, 3), textcoords="offset points", parse_math=False)
         ax.set_xscale("log")
-        _finish(ax, f"{headline_label(column)} vs latency", "seconds per image (log scale)",
-                f"{headline_label(column)} (higher is better)")
+        _finish(ax, _title(s, data, "vs latency"), "seconds per image (log scale)", f"{_headline(s)} (95 % CI)")
     return _save(fig, out)
 
 
@@ -422,21 +414,10 @@ def plot_cfg_schedules(cells: pd.DataFrame, out: Path) -> Path | None:
                           steps=int(steps) if pd.notna(steps) and steps > 1 else 256, schedules=list_schedules())
 
 
-def _skill_series(cells: pd.DataFrame, metric: str, tags: list[str], top: int) -> list[tuple[str, list[float]]]:
-    """The ``top`` cells by overall score."""
-    headline = quality_metrics(cells)[metric]
-    data = _ok(cells, headline).sort_values(headline, ascending=False).head(top)
-    columns = [f"quality.{metric}.{t}" for t in tags]
-    return [(f"{row['run']}: {row['cell_id']}" if cells["run"].nunique() > 1 else row["cell_id"],
-             [row.get(c, np.nan) for c in columns]) for _, row in data.iterrows()]
-
-
-def _published_series(baselines: pd.DataFrame, metric: str, benchmark: str | None,
+def _published_series(baselines: pd.DataFrame, bench_name: Any, metrics: list[str],
                       tags: list[str]) -> list[tuple[str, list[float]]]:
-    rows = baselines[(baselines["metric"] == metric) & baselines["model"].isin(PLOT_BASELINE_MODELS)
-                     & baselines["source"].str.startswith(PLOT_BASELINE_SOURCE)]
-    if benchmark:
-        rows = rows[rows["benchmark"] == benchmark]
+    rows = baselines[baselines["metric"].isin(metrics) & baselines["model"].isin(PLOT_BASELINE_MODELS)
+                     & baselines["source"].str.startswith(PLOT_BASELINE_SOURCE) & (baselines["benchmark"] == bench_name)]
     series = []
     for _, group in rows.groupby(["model", "prompt_rewriting", "source"], dropna=False, sort=False):
         values = group.set_index("tag")["value"].reindex(tags)
@@ -448,29 +429,42 @@ def _published_series(baselines: pd.DataFrame, metric: str, benchmark: str | Non
 
 
 def plot_skills(cells: pd.DataFrame, baselines: pd.DataFrame, out_dir: Path, top: int = 3) -> list[Path]:
-    """Per metric with several tags, one bar chart over them: the best cells and published rows side by side."""
+    """Per scorer with several tags, one bar chart over them: the best cells (with interval bars) and,
+    where those cells were measured as the published rows were, the published rows beside them."""
     written = []
-    for metric in quality_metrics(cells):
-        tags = metric_tags(cells, metric)
-        if len(tags) < 2:  # a single number (e.g. CLIPScore's mean) has no skills to compare
+    for s in scored(cells):
+        if len(s.tags) < 2:  # a single number (e.g. CLIPScore's mean) has no skills to compare
             continue
-        benchmark = next(iter(cells.get("quality.benchmark", pd.Series(dtype=str)).dropna()), None)
-        series = [(name, values, False) for name, values in _skill_series(cells, metric, tags, top)]
-        series += [(name, values, True) for name, values in _published_series(baselines, metric, benchmark, tags)]
-        fig, ax = plt.subplots(figsize=(max(6.4, 0.75 * len(tags) * max(1, len(series) / 3)), 4.6))
+        order = s.headline_column or quality_column(s.scorer, s.tags[0])
+        data = _ok(cells, order).sort_values(order, ascending=False).head(top)
+        bench_name = next(iter(data.get("quality.benchmark", pd.Series(dtype=str)).dropna()), None)
+        bench = benchmark(bench_name)
+        comparable = [why_not_comparable(row, s.scorer, bench) is None for _, row in data.iterrows()]
+        metrics = [m for m, spec in (bench.published.items() if bench else ())
+                   if all(comparable) and spec.metric in set(data.get(quality_column(s.scorer, "metric"), []))
+                   and spec.measured_with in set(data.get(quality_column(s.scorer, "model"), []))]
+        series = [(f"{row['run']}: {row['cell_id']}" if cells["run"].nunique() > 1 else row["cell_id"],
+                   [row.get(quality_column(s.scorer, t), np.nan) for t in s.tags],
+                   [row.get(quality_column(s.scorer, t, "ci_low"), np.nan) for t in s.tags],
+                   [row.get(quality_column(s.scorer, t, "ci_high"), np.nan) for t in s.tags], False)
+                  for _, row in data.iterrows()]
+        series += [(name, values, [np.nan] * len(values), [np.nan] * len(values), True)
+                   for name, values in _published_series(baselines, bench_name, metrics, s.tags)]
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.75 * len(s.tags) * max(1, len(series) / 3)), 4.8))
         width = 0.8 / len(series)
-        for i, (name, values, published) in enumerate(series):
-            x = np.arange(len(tags)) + (i - (len(series) - 1) / 2) * width
+        for i, (name, values, lows, highs, published) in enumerate(series):
+            x = np.arange(len(s.tags)) + (i - (len(series) - 1) / 2) * width
             style = ({"hatch": "///", "edgecolor": "0.25", "alpha": 0.55} if published else {})
-            ax.bar(x, values, width, label=name, **style)
-        ax.set_xticks(range(len(tags)), tags, rotation=30, ha="right", fontsize=8)
-        values = [v for _, vs, _ in series for v in vs if pd.notna(v)]
+            bars = pd.DataFrame({"v": values, "lo": lows, "hi": highs})
+            ax.bar(x, values, width, label=name, yerr=_yerr(bars, "v", "lo", "hi"), capsize=2, **style)
+        ax.set_xticks(range(len(s.tags)), s.tags, rotation=30, ha="right", fontsize=8)
+        values = [v for _, vs, _, _, _ in series for v in vs if pd.notna(v)]
         if values and 0 <= min(values) and max(values) <= 1:
             ax.set_ylim(0, 1)
-        _finish(ax, f"{metric} per skill ({benchmark or 'benchmark unknown'}): your cells vs published",
-                "", f"{metric} (higher is better)", legend=False)
+        what = "your cells vs published" if metrics else "your cells (no published row measured the same way)"
+        _finish(ax, _title(s, data, f"per skill: {what}"), "", f"{s.scorer} (95 % CI)", legend=False)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
-        written.append(_save(fig, out_dir / f"skills_{metric}.png"))
+        written.append(_save(fig, out_dir / f"skills_{s.scorer}.png"))
     return written
 
 
@@ -495,11 +489,11 @@ class GridSpec:
 
     @property
     def title(self) -> str:
-        shown = [_key_text(k, v) for k, v in self.fixed.items() if k in GRID_TITLE_KEYS]
+        shown = [key_text(k, v) for k, v in self.fixed.items() if k in GRID_TITLE_KEYS]
         return f"{GRID_TITLES.get(self.vary, self.vary)} side by side: " + ", ".join(shown)
 
     def column_label(self, cell: pd.Series) -> str:
-        return _key_text(self.vary, cell[self.vary])
+        return key_text(self.vary, cell[self.vary])
 
     def images(self, cell: pd.Series) -> list[Path | None]:
         """Sample file of each grid row in ``cell`` (None when the file is gone)."""

@@ -6,18 +6,20 @@ each other. Any exception becomes the cell's status; the sweep goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 import tsbench
+from tsbench.config.suite import SuiteConfig, locate
 from tsbench.engine.generate import GuidanceConfig
 from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
@@ -25,10 +27,12 @@ from tsbench.measure.latency import time_generation
 from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
 from tsbench.measure.roofline import cell_roofline
 from tsbench.measure.throughput import largest_batch
-from tsbench.benchmarks.layout import write_png
+from tsbench.models.checkpoint import CheckpointError
 from tsbench.models.compiled import compile_now
+from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
+from tsbench.runner.validate import checkpoint_key
 
 QualityHook = Callable[[Cell, Any, Path], dict[str, Any]]
 
@@ -42,12 +46,21 @@ def load_cell_model(cell: Cell):
     """The cell's model. Random weights are drawn from a fixed seed, so every process (each torchrun
     rank, each rerun) holds the same model and a cell's images do not depend on which process made them."""
     m = cell.config.model
-    with torch.random.fork_rng(devices=[]):  # leave the caller's CPU random state as it was
+    with torch.random.fork_rng(devices=[]), checkpoint_origin(cell.config):  # leave the CPU random state as it was
         torch.manual_seed(0)
         return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
-                                  device=m.device, dtype=m.dtype, vq=m.vq, vq_checkpoint=m.vq_checkpoint,
-                                  text_encoder=m.text_encoder, text_embeddings=m.text_embeddings, tokenizer=m.tokenizer,
-                                  allow_pickled_args=m.allow_pickled_args, compile=m.compile)
+                                  device=m.device, dtype=m.dtype, compile=m.compile, options=m.options)
+
+
+@contextlib.contextmanager
+def checkpoint_origin(config: SuiteConfig) -> Iterator[None]:
+    """Prefix a CheckpointError with the option its file came from (``--vq-checkpoint v.pt:
+    model.options.vq_checkpoint: ...``, or the suite line), since the adapter only knows the path."""
+    try:
+        yield
+    except CheckpointError as err:
+        key = checkpoint_key(config, err)
+        raise CheckpointError(f"{locate(config, key)}: {key}: {err}", err.path) from None
 
 
 def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None) -> dict[str, Any]:
@@ -69,15 +82,24 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     grid = model.grid(work.resolution)
     row["workload.visual_tokens"] = grid[0] * grid[1]
     row["workload.ar_steps"] = (grid[0] // model.window) * (grid[1] // model.window)
+    if measure.flops or measure.latency or measure.memory or measure.max_batch_search:  # the workload prompts run
+        # each distinct prompt once; its padded length (the longest prompt's) is the batch's prefill length
+        distinct = list(dict.fromkeys(prompts))
+        cond = model.condition(distinct, cfg=guidance.enabled, grid=grid)
+        row["workload.truncated_prompts"] = cond.truncated
+        if cond.truncated:
+            tqdm.write(f"warning: cell {cell.id}: {cond.truncated} of {len(distinct)} prompt(s) are longer than the "
+                       f"model's text budget ({cond.text_budget} tokens) and were cut (workload.truncated_prompts)",
+                       file=sys.stderr)
 
     if measure.flops:
         from tsbench.measure.flops import analytic_flops
 
-        prompt_tokens = int(model.condition(prompts, cfg=False).length)  # the padded batch length
+        prompt_tokens = int(cond.length)
         flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
         row.update(flatten_row({"flops": flops.to_dict()}))
     if model.compiled_decode is not None:  # compiled before anything is timed, reported apart
-        row["latency.compile_s"] = compile_now(model, model.condition(prompts, cfg=guidance.enabled), grid)
+        row["latency.compile_s"] = compile_now(model, model.condition(prompts, cfg=guidance.enabled, grid=grid), grid)
     if measure.latency:
         timing = time_generation(model, prompts, work.resolution, guidance, sampling, seeds,
                                  warmup=measure.warmup, min_repeats=measure.min_repeats,

@@ -7,11 +7,12 @@ this is used and a run is the plain single-process one. With N ranks:
    device (``cuda:LOCAL_RANK``), so different cells are measured in parallel and no device ever holds
    two measurements. The owner appends the row, with ``env.rank``, to ``results.jsonl``
    (``RunStore.append`` locks).
-2. Quality, after every efficiency measurement: each quality cell runs on all ranks together. Rank r
-   generates the images of the prompts at positions r mod N into the shared cell directory (appending
-   to the one ``images.jsonl`` under a lock), then scores an N-th of the images that have no score
-   yet. Rank 0 gathers the score rows, saves them, aggregates with the official rules and appends the
-   cell's row, which carries the owner's efficiency columns (held in memory until then).
+2. Quality, after every efficiency measurement: each quality cell runs the pipeline of
+   ``runner/quality.py`` on all ranks together. Rank r generates the images of the prompts at positions
+   r mod N into the shared cell directory (appending to the one ``images.jsonl`` under a lock), then
+   scores an N-th of the images that have no score yet. Rank 0 merges every rank's score rows, saves
+   them, summarises with the benchmark's rules and appends the cell's row, which carries the owner's
+   efficiency columns (held in memory until then).
 3. Rank 0 alone writes the manifest and the tables.
 
 Resume is the single-process resume (cells by cell hash, images by prompt id, sample and cell hash,
@@ -20,7 +21,6 @@ scores by prompt id, sample and scorer), so a rerun at any world size completes 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import sys
 import time
@@ -28,15 +28,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as td
 from tqdm import tqdm
 
-from tsbench.benchmarks.layout import SIDECAR
 from tsbench.config.suite import SuiteConfig
 from tsbench.runner.cell import failure_columns, load_cell_model, run_cell
+from tsbench.runner.quality import ScoredShard, Shard, generate_shard, merge_scores, score_shard
 from tsbench.runner.run import RunOutcome, cell_directory, note_failure, open_run
 from tsbench.runner.store import RunStore
 from tsbench.runner.sweep import Cell
@@ -60,13 +60,14 @@ class World:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def shard(self) -> Shard:
+        """This rank's share of a quality cell's prompts and images."""
+        return Shard(self.rank, self.size)
+
     def owns(self, index: int) -> bool:
         """Whether the ``index``-th cell to run is measured here (round robin over the ranks)."""
-        return index % self.size == self.rank
-
-    def shard(self, items: Sequence[T]) -> list[T]:
-        """This rank's strided share of ``items`` (the same list on every rank)."""
-        return list(items[self.rank::self.size])
+        return self.shard.owns(index)
 
     def all_gather(self, obj: T) -> list[T]:
         """``obj`` of every rank in rank order; returns only when every rank got here."""
@@ -108,19 +109,6 @@ def process_group(device: str) -> Iterator[World]:
         yield world
     finally:
         td.destroy_process_group()
-
-
-@contextmanager
-def sidecar_lock(image_root: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the cell's ``images.jsonl``, so that ranks (on one node or on a shared
-    file system) append whole lines one at a time and never read a line being written."""
-    image_root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(image_root / SIDECAR, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # also releases the lock
 
 
 def run_distributed(suite: SuiteConfig, world: World, run_dir: str | Path | None = None, force: bool = False,
@@ -167,28 +155,28 @@ def _quality_row(cell: Cell, cell_dir: Path, world: World, scorer_python: str | 
     """Generate and score one cell's benchmark images on every rank; rank 0 returns the cell's row
     (``row``, the efficiency columns, completed with the quality columns or the first failure)."""
     started = time.perf_counter()
-    columns, failure = _attempt(_generate_share, cell, cell_dir, world)
+    q = cell.config.quality
+    columns, failure = _attempt(lambda: generate_shard(cell, load_cell_model(cell), cell_dir, world.shard))
     failures = world.all_gather(failure)  # also: every rank's images are on disk
-    shares: list[tuple[list[dict[str, Any]] | None, dict[str, Any] | None]] = []
+    shares: list[tuple[ScoredShard | None, dict[str, Any] | None]] = []
     if not any(failures):
-        shares = world.all_gather(_attempt(_score_share, cell, cell_dir, world, scorer_python))
+        shares = world.all_gather(_attempt(lambda: score_shard(q, cell_dir, world.shard, scorer_python)))
         failures = [failure for _, failure in shares]
     if not world.is_main:
         return None
     failure = _first_failure(failures)
     if failure is None:
-        scored = [score for rows, _ in shares for score in rows or []]
-        scores, failure = _attempt(_merge_scores, cell, cell_dir, scored, scorer_python)
+        scores, failure = _attempt(lambda: merge_scores(q, cell_dir, [share for share, _ in shares if share]))
         columns = {**columns, **(scores or {})}
     row = {**row, **(columns or {}), **(failure or {})}
     row["cell_seconds"] += time.perf_counter() - started
     return row
 
 
-def _attempt(fn: Callable[..., T], *args: Any) -> tuple[T | None, dict[str, Any] | None]:
+def _attempt(fn: Callable[[], T]) -> tuple[T | None, dict[str, Any] | None]:
     """``(result, None)``, or ``(None, failure columns)``: a failure must not skip a collective."""
     try:
-        return fn(*args), None
+        return fn(), None
     except Exception as err:  # noqa: BLE001 - as in run_cell, a cell's failure is data
         return None, failure_columns(err)
 
@@ -198,41 +186,3 @@ def _first_failure(failures: list[dict[str, Any] | None]) -> dict[str, Any] | No
         if failure is not None:
             return {**failure, "message": f"rank {rank}: {failure['message']}"}
     return None
-
-
-def _generate_share(cell: Cell, cell_dir: Path, world: World) -> dict[str, Any]:
-    from tsbench.runner.quality import IMAGES, generate_benchmark_images
-
-    model = load_cell_model(cell)
-    return generate_benchmark_images(cell, model, cell_dir / IMAGES, shard=(world.rank, world.size))
-
-
-def _score_share(cell: Cell, cell_dir: Path, world: World, scorer_python: str | None) -> list[dict[str, Any]]:
-    """Score rows for this rank's share of the images each scorer has not scored yet. An unavailable
-    scorer is skipped: rank 0's ``score_images`` records why."""
-    from tsbench.runner.quality import _build_scorer, read_scores, score_items, score_rows, unscored
-    from tsbench.scoring import ScorerUnavailable
-
-    q = cell.config.quality
-    items, saved = score_items(q, cell_dir), read_scores(cell_dir)
-    rows: list[dict[str, Any]] = []
-    for name in q.scorers:
-        share = world.shard(unscored(items, saved, name))
-        if not share:
-            continue
-        try:
-            rows += score_rows(_build_scorer(name, q, scorer_python), name, share)
-        except ScorerUnavailable:
-            pass
-    return rows
-
-
-def _merge_scores(cell: Cell, cell_dir: Path, scored: list[dict[str, Any]],
-                  scorer_python: str | None) -> dict[str, Any]:
-    """Rank 0: save every rank's score rows, then aggregate (scoring whatever is still missing)."""
-    from tsbench.runner.quality import read_scores, score_images, write_scores
-
-    q = cell.config.quality
-    if scored:
-        write_scores(cell_dir, read_scores(cell_dir) + scored)
-    return score_images(q, cell_dir, q.scorers, scorer_python)

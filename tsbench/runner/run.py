@@ -14,6 +14,8 @@ from tsbench.measure.env import environment
 from tsbench.runner.cell import QualityHook, run_cell
 from tsbench.runner.store import RunStore
 from tsbench.runner.sweep import Cell, expand_cells
+from tsbench.runner.validate import validate_cells
+from tsbench.scoring.aggregate import column
 
 SUMMARY_COLUMNS = {
     "cell_id": "cell",
@@ -26,7 +28,6 @@ SUMMARY_COLUMNS = {
     "memory.peak_rss_mib": "peak RSS MiB",
     "memory.peak_allocated_mib": "peak alloc MiB",
     "throughput.images_per_s": "img/s",
-    "quality.overall": "quality",
 }
 
 
@@ -41,12 +42,14 @@ class RunOutcome:
 def open_run(suite: SuiteConfig, run_dir: str | Path | None, force: bool,
              manifest: bool = True) -> tuple[RunStore, list[Cell], list[Cell]]:
     """The run's store, all its cells and those still to run; ``manifest=False`` for the torchrun ranks
-    that must leave the manifest to rank 0."""
+    that must leave the manifest to rank 0. Every cell is checked first (``validate_cells``), so a bad
+    cell fails the run before any cell runs or the run directory is touched."""
     cells = expand_cells(suite)
+    validate_cells(cells)
     store = RunStore(run_dir or Path(suite.output_dir) / suite.name)
+    done = {} if force else store.done_cells()  # read first: a damaged results file fails before any write
     if manifest:
         store.write_manifest(suite.to_dict(), cells, environment(suite.model.device))
-    done = {} if force else store.done_cells()
     return store, cells, [cell for cell in cells if done.get(cell.id) != cell.hash]
 
 
@@ -78,11 +81,27 @@ def summary_table(run_dir: str | Path) -> str:
     """A compact terminal table of the run's cells."""
     import pandas as pd
 
-    frame = pd.DataFrame(RunStore(run_dir).load_rows())
+    rows = RunStore(run_dir).load_rows()
+    frame = pd.DataFrame(rows)
     columns = [c for c in SUMMARY_COLUMNS if c in frame.columns]
     table = frame[columns].rename(columns=SUMMARY_COLUMNS)
     if "GFLOP/img" in table:
         table["GFLOP/img"] = table["GFLOP/img"] / 1e9
     if "step ms" in table:
         table["step ms"] = table["step ms"] * 1e3
+    for scorer in dict.fromkeys(c.split(".")[1] for c in frame.columns if c.startswith("quality.") and c.endswith(".status")):
+        table[scorer] = [quality_headline(row, scorer) for row in rows]
     return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def quality_headline(row: dict[str, Any], scorer: str) -> str:
+    """'0.412 [0.37, 0.45]' (overall, or mean), 'partial', or why the scorer did not run."""
+    status = row.get(column(scorer, "status"))
+    if status is None or status != "scored":
+        return status or ""
+    for tag in ("overall", "mean"):
+        value = row.get(column(scorer, tag))
+        if value is not None:
+            low, high = row.get(column(scorer, tag, "ci_low")), row.get(column(scorer, tag, "ci_high"))
+            return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+    return str(row.get(column(scorer, "summary"), ""))

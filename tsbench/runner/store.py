@@ -38,13 +38,23 @@ def flatten_row(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _encode_row(row: Mapping[str, Any]) -> bytes:
-    """One JSON line; checked here so that a bad row fails in the cell that made it, not at export."""
+def _row_problem(row: Any) -> str | None:
+    """What makes ``row`` no result row (not an object, a required key missing, an unknown status), or None."""
+    if not isinstance(row, Mapping):
+        return f"must be a JSON object with {', '.join(REQUIRED_KEYS)}"
     missing = [key for key in REQUIRED_KEYS if key not in row]
     if missing:
-        raise StoreError(f"result row lacks {', '.join(missing)}: {sorted(row)}")
+        return f"lacks {', '.join(missing)}"
     if row["status"] not in STATUSES:
-        raise StoreError(f"result row status must be one of {', '.join(STATUSES)}, got {row['status']!r}")
+        return f"status must be one of {', '.join(STATUSES)}, got {row['status']!r}"
+    return None
+
+
+def _encode_row(row: Mapping[str, Any]) -> bytes:
+    """One JSON line; checked here so that a bad row fails in the cell that made it, not at export."""
+    problem = _row_problem(row)
+    if problem:
+        raise StoreError(f"result row {problem}: {sorted(row)}")
     for key, value in row.items():
         items = value if isinstance(value, (list, tuple)) else [value]
         if not isinstance(key, str) or not all(isinstance(v, _SCALARS) for v in items):
@@ -73,16 +83,28 @@ def _drop_partial_tail(fd: int, path: Path) -> None:
                   stacklevel=3)
 
 
+RESULTS_FILE = "results.jsonl"
+
+
 class RunStore:
     """Rows, tables and manifest of one run directory."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.results_path = self.run_dir / "results.jsonl"
+        self.results_path = self.run_dir / RESULTS_FILE
         self.csv_path = self.run_dir / "results.csv"
         self.parquet_path = self.run_dir / "results.parquet"
         self.manifest_path = self.run_dir / "manifest.json"
+
+    @classmethod
+    def existing(cls, run_dir: str | Path) -> "RunStore":
+        """The store of a run directory that must already exist (for commands that read a run): a missing
+        directory is an error, never created."""
+        if not (Path(run_dir) / RESULTS_FILE).is_file():
+            raise StoreError(f"{run_dir} is not a run directory (no {RESULTS_FILE}); give a directory that "
+                             "`tsbench run` wrote")
+        return cls(run_dir)
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Durably append one flat row: a single ``write`` of the whole line with O_APPEND, then fsync.
@@ -118,8 +140,9 @@ class RunStore:
             except ValueError as e:
                 raise StoreError(f"{self.results_path}:{lineno}: malformed result row ({e}); "
                                  "repair or delete that line") from None
-            if not isinstance(row, dict) or "cell_id" not in row:
-                raise StoreError(f"{self.results_path}:{lineno}: result row must be a JSON object with a cell_id")
+            problem = _row_problem(row)
+            if problem:  # checked like a row being written, so readers may index any required key
+                raise StoreError(f"{self.results_path}:{lineno}: result row {problem}; repair or delete that line")
             yield row
 
     def load_rows(self) -> list[dict[str, Any]]:

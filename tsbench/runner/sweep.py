@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from tsbench.config.suite import (AXES, DEFAULT_ORDER, ConfigError, SuiteConfig, config_hash, get_key,
-                                  with_overrides)
+from tsbench.config.suite import (AXES, DEFAULT_ORDER, ConfigError, SuiteConfig, changed_options, config_hash,
+                                  get_key, with_overrides)
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._+-]{1,40}")
 _MAX_ID_LEN = 200  # stay well under the 255-byte file-name limit; the id names the cell's directory
@@ -40,17 +40,22 @@ def cell_hash(config: SuiteConfig) -> str:
 
 def expand_cells(suite: SuiteConfig) -> list[Cell]:
     """All cells of ``suite``, largest-first; a suite without a sweep gives one cell named 'default'."""
-    combos = suite.sweep.combinations() if suite.sweep else [{}]
-    cells = [_make_cell(suite, overrides) for overrides in combos]
+    combos = zip(suite.sweep.combinations(), suite.sweep.items()) if suite.sweep else [({}, {})]
+    cells = [_make_cell(suite, overrides, items) for overrides, items in combos]
     _check_unique(cells)
     order = suite.sweep.order if suite.sweep and suite.sweep.order is not None else DEFAULT_ORDER
     return _sorted(cells, order)
 
 
-def _make_cell(suite: SuiteConfig, overrides: dict[str, Any]) -> Cell:
-    config = with_overrides(suite, overrides, source=f"suite {suite.name!r}")
-    resolved = {key: get_key(config, key) for key in overrides}  # e.g. 7 -> 7.0 for a float field
+def _make_cell(suite: SuiteConfig, overrides: dict[str, Any], items: dict[str, str]) -> Cell:
+    config = with_overrides(suite, overrides, source=f"suite {suite.name!r}", items=items)
+    resolved = {key: _plain(get_key(config, key)) for key in overrides}  # e.g. 7 -> 7.0 for a float field
     return Cell(id=cell_name(resolved), overrides=resolved, config=config, hash=cell_hash(config))
+
+
+def _plain(value: Any) -> Any:
+    """A swept ``model.options`` as the options that differ from the adapter's defaults (what was written)."""
+    return changed_options(value) if dataclasses.is_dataclass(value) else value
 
 
 def cell_name(overrides: dict[str, Any]) -> str:

@@ -4,12 +4,16 @@ A scorer is built once (loading its model) and then called on lists of ``ScoreIt
 that makes a scorer impossible to run (missing package, weights not available offline, no working
 worker Python) raises ``ScorerUnavailable`` with a one-line reason, which the runner records as
 ``not scored: <reason>`` instead of failing the whole run.
+
+Besides ``score``, a scorer class declares what generic code needs to know without building it (see
+``Scorer``): its metric, how its scores aggregate, their direction, what it needs from the run, and
+which scoring model its options select (the key that decides which published rows it may stand beside).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -56,13 +60,39 @@ class ScoreRow:
         return d
 
 
+AGGREGATIONS = ("official", "mean")
+NEEDS = ("data_dir", "python")
+
+
 @runtime_checkable
 class Scorer(Protocol):
-    name: str
-    metric: str
+    """``name``: the registry name, also the scorer's column namespace ``quality.<name>.*``.
+    ``metric``: what one row's score is (``vqascore``, ``geneval``, ...), matched against published rows.
+    ``aggregation``: ``"official"`` = the benchmark's own summary rule; ``"mean"`` = the mean over prompts.
+    ``higher_is_better``: the direction of the score.
+    ``needs``: from ``NEEDS``; the runner passes ``data_dir`` (the benchmark's files) and ``python`` (the
+    interpreter of a separate environment, ``--scorer-python``) unless the scorer's options set them.
+    ``caveat``: shown beside every number the scorer produced (empty when none).
+    ``measured_with(options)``: the scoring model the options select, e.g. ``clip-flant5-xxl``.
+    ``version`` (instance): everything that determines the score, recorded with every row."""
+
+    name: ClassVar[str]
+    metric: ClassVar[str]
+    aggregation: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    needs: ClassVar[tuple[str, ...]]
+    caveat: ClassVar[str]
     version: str
 
+    @classmethod
+    def measured_with(cls, options: Mapping[str, Any]) -> str: ...
+
     def score(self, items: list[ScoreItem]) -> list[ScoreRow]: ...
+
+
+def option_text(options: Mapping[str, Any]) -> str:
+    """' (k=v, ...)' for non-default options, '' for none: part of a ``measured_with`` string."""
+    return f" ({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})" if options else ""
 
 
 def load_image(path: str | Path) -> "Image.Image":

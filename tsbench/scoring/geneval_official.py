@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .base import ScoreItem, ScoreRow, ScorerUnavailable, ScoringInputError
+from ..benchmarks.geneval import METRIC
+from .base import ScoreItem, ScoreRow, ScorerUnavailable, ScoringInputError, option_text
 
 DEFAULT_DETECTOR = "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco"
 
@@ -77,7 +78,19 @@ def _git_head(repo: Path) -> str:
 
 class OfficialGenEvalScorer:
     name = "geneval-official"
-    metric = "geneval_correct"
+    metric = METRIC
+    aggregation = "official"
+    higher_is_better = True
+    needs = ("python",)  # mmdet 2.x + mmcv-full 1.7 do not install beside tsbench's torch
+    caveat = ""
+
+    @classmethod
+    def measured_with(cls, options: Mapping[str, Any]) -> str:
+        """``geneval-official`` with the evaluator's defaults; changed ``--options`` or config are named."""
+        changed = dict(options.get("options") or {})
+        if options.get("model_config") is not None:
+            changed["model_config"] = options["model_config"]
+        return f"geneval-official{option_text(changed)}"
 
     def __init__(
         self,

@@ -1,17 +1,22 @@
-"""GenEval scorer: detector + official decision rules + CLIP colour classifier, in-process.
+"""GenEval's rules with a transformers detector, in-process: detector + official decision rules + CLIP
+colour classifier.
 
-One row per image: metric ``geneval_correct``, score 1.0/0.0, details with the tag, the official
-reason text and the kept boxes.
+GenEval rules, transformers detector: not the official numbers. The detector weights, its resizing and
+its mask grid differ from the official mmdet 2.x Mask2Former Swin-S (``detectors.py``), so its numbers do
+not stand beside published GenEval rows; ``geneval-official`` runs the official evaluator.
+
+One row per image: metric ``geneval``, score 1.0/0.0, details with the tag, the official reason text
+and the kept boxes.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..benchmarks.geneval import load_object_names
-from .base import ScoreItem, ScoreRow, ScoringInputError, default_device, load_image
+from ..benchmarks.geneval import METRIC, load_object_names
+from .base import ScoreItem, ScoreRow, ScoringInputError, default_device, load_image, option_text
 from .clipscore import load_open_clip
-from .detectors import DETECTORS
+from .detectors import DEFAULT_MASK2FORMER, DETECTORS
 from .geneval_rules import COLOR_TEMPLATES, COLORS, ColorClassifier, Detection, RuleOptions, judge
 
 Detector = Callable[[Any], Mapping[str, Sequence[Detection]]]
@@ -75,7 +80,19 @@ class ClipColorClassifier:
 
 class GenEvalScorer:
     name = "geneval"
-    metric = "geneval_correct"
+    metric = METRIC
+    aggregation = "official"
+    higher_is_better = True
+    needs = ("data_dir",)  # object_names.txt, beside the prompts
+    caveat = "GenEval rules, transformers detector: not the official numbers"
+
+    @classmethod
+    def measured_with(cls, options: Mapping[str, Any]) -> str:
+        detector = options.get("detector", "mask2former")
+        if detector == "mask2former":
+            detector = f"transformers {options.get('detector_model') or DEFAULT_MASK2FORMER}"
+        clip = f"{options.get('clip_model', 'ViT-L-14')}/{options.get('clip_pretrained', 'openai')}"
+        return f"geneval rules; {detector}; clip {clip}{option_text(options.get('options') or {})}"
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """ShapesBench's exact judge as a scorer: palette segmentation + geometry + GenEval's rules.
 
-Rows match the GenEval scorer's (metric ``geneval_correct``, score 1.0/0.0, tag and reason in
-details), so ShapesBench runs summarise, report and compare exactly like GenEval runs.
+Rows match the GenEval scorers' (metric ``geneval``, score 1.0/0.0, tag and reason in details), so
+ShapesBench runs summarise, report and compare exactly like GenEval runs.
 """
 from __future__ import annotations
 
@@ -9,14 +9,23 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..benchmarks.geneval import METRIC
 from ..benchmarks.shapes.oracle import TOLERANCE, judge_image
-from .base import ScoreItem, ScoreRow, ScoringInputError, load_image
+from .base import ScoreItem, ScoreRow, ScoringInputError, load_image, option_text
 from .geneval_rules import RuleOptions
 
 
 class ShapesOracleScorer:
     name = "shapes-oracle"
-    metric = "geneval_correct"
+    metric = METRIC
+    aggregation = "official"
+    higher_is_better = True
+    needs: tuple[str, ...] = ()
+    caveat = ""
+
+    @classmethod
+    def measured_with(cls, options: Mapping[str, Any]) -> str:
+        return f"shapes-oracle{option_text(options.get('options') or {})}"
 
     def __init__(self, *, options: Mapping[str, Any] | None = None) -> None:
         """``options``: GenEval's ``--options`` keys (position_threshold, counting_threshold, ...)."""

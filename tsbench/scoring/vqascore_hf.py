@@ -10,9 +10,9 @@ exp(-mean CE) over ``▁Yes </s>``, i.e. the geometric mean of P(Yes) and P(</s>
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Mapping
 
-from .base import ScoreItem, ScoreRow, ScorerUnavailable, batched, default_device, load_image
+from .base import ScoreItem, ScoreRow, ScorerUnavailable, batched, default_device, load_image, option_text
 
 QUESTION_TEMPLATE = 'Does this figure show "{}"? Please answer yes or no.'
 ANSWER = "Yes"
@@ -27,6 +27,16 @@ _MODEL_CLASSES = (  # tried in order; the first that knows the config wins
 class HFVQAScorer:
     name = "vqascore-hf"
     metric = "vqascore"
+    aggregation = "official"
+    higher_is_better = True
+    needs: tuple[str, ...] = ()
+    caveat = "P(Yes) of a transformers VLM: not the clip-flant5-xxl numbers of published tables"
+
+    @classmethod
+    def measured_with(cls, options: Mapping[str, Any]) -> str:
+        """``hf:<model>``: a transformers VLM is never the CLIP-FlanT5 of the published tables."""
+        extra = {k: v for k, v in options.items() if k in ("question_template", "answer", "prompt_format", "revision")}
+        return f"hf:{options.get('model', '?')}{option_text(extra)}"
 
     def __init__(
         self,

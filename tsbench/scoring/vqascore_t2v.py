@@ -12,21 +12,31 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from . import t2v_worker
 from .base import ScoreItem, ScoreRow, ScorerUnavailable, ScoringInputError
 
 WORKER = Path(t2v_worker.__file__).resolve()
+DEFAULT_MODEL = "clip-flant5-xxl"
 
 
 class T2VMetricsScorer:
     name = "vqascore-t2v"
     metric = "vqascore"
+    aggregation = "official"
+    higher_is_better = True
+    needs = ("python",)  # t2v_metrics 3.0 pins old torch: it usually lives in its own environment
+    caveat = ""
+
+    @classmethod
+    def measured_with(cls, options: Mapping[str, Any]) -> str:
+        """The t2v_metrics model name, as published tables name it (``clip-flant5-xxl``)."""
+        return str(options.get("model", DEFAULT_MODEL))
 
     def __init__(
         self,
-        model: str = "clip-flant5-xxl",
+        model: str = DEFAULT_MODEL,
         *,
         python: str | Path | None = None,
         device: str = "cuda",

@@ -1,13 +1,16 @@
-"""ShapesBench as a prompt suite: a fixed, seeded draw of test-split prompts balanced over the six tags.
+"""ShapesBench as a benchmark: a fixed, seeded draw of test-split prompts balanced over the six tags.
 
 Prompt ids are positions (``00000``...), metadata is GenEval's schema, so the oracle scorer and the
-GenEval-style summary (per-tag accuracy, overall = mean over tags) apply unchanged.
+GenEval-style summary (per-tag accuracy, overall = mean over tags) apply unchanged. Images use the
+keyed PNG layout; there is no official evaluator to feed and no published number.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PromptFileError
+from ..geneval import GenEvalRules
 from ..prompts import Prompt, PromptSet
 from .prompts import SPLITS, shapes_prompts
 
@@ -26,7 +29,15 @@ def load_shapes(version: str | None = None) -> PromptSet:
     return PromptSet.create("shapes", split, prompts)
 
 
-def load_suite(version: str | None, data_dir: str | Path | None, path: str | Path | None) -> PromptSet:
-    if path is not None:
-        raise PromptFileError("shapes prompts are generated, not read: drop quality.path (or --prompts)")
-    return load_shapes(version)
+@dataclass(frozen=True)
+class ShapesBench(GenEvalRules):
+    def load(self, version: str | None, data_dir: str | Path | None, path: str | Path | None) -> PromptSet:
+        if path is not None:
+            raise PromptFileError("shapes prompts are generated, not read: drop quality.path (or --prompts)")
+        return load_shapes(version)
+
+
+SHAPES = ShapesBench(
+    name="shapes", title="ShapesBench", versions=SPLITS, default_version=DEFAULT_VERSION,
+    protocol=f"{PROMPTS_PER_SPLIT} held-out prompts (20 per GenEval tag), judged exactly by shapes-oracle",
+)
