@@ -175,8 +175,8 @@ class MeasureConfig:
     min_repeats: int = _help("minimum timed generations", default=3)
     min_time_s: float = _help("keep repeating until this many seconds were timed", default=0.0)
     max_batch_search: bool = _help("search the largest batch that fits in memory", default=False)
-    roofline: bool = _help("decode bytes and FLOPs per step against the machine's measured bandwidth and peak "
-                           "FLOP/s (roofline.* columns)", default=True)
+    roofline: bool = _help("with latency: decode bytes and FLOPs per step against the machine's measured bandwidth "
+                           "and peak FLOP/s (roofline.* columns)", default=True)
 
     def __post_init__(self) -> None:
         _require(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup!r}")

@@ -105,7 +105,7 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
                                  warmup=measure.warmup, min_repeats=measure.min_repeats,
                                  min_time_s=measure.min_time_s)
         row.update(timing.to_row())
-    if measure.roofline:
+    if measure.roofline and measure.latency:  # the fraction is of the measured step; a quality-only run skips it
         row.update(cell_roofline(model, prompts, work.resolution, guidance.enabled, row.get("latency.decode_step_s")))
     if measure.memory:
         row["memory.kv_cache_mib"] = kv_cache_bytes(model, prompts, work.resolution, guidance.enabled) / 2**20
