@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -12,6 +13,15 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _machine_limits_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Roofline machine limits are measured once per test session, never written to the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TSBENCH_CACHE_DIR", str(tmp_path_factory.mktemp("tsbench_cache")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture

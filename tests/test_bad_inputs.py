@@ -170,6 +170,8 @@ def line_of(path: Path, marker: str) -> int:
      "unknown token-shuffle preset 'tinyy'. Did you mean 'tiny'?"),
     ({"model": {"adapter": "llamagen", "preset": "GPT-X"}}, "preset: GPT-X", "model.preset",
      "unknown llamagen preset 'GPT-X'. Did you mean 'GPT-XL'"),
+    ({"model": {"adapter": "emu3", "preset": "tiny", "compile": True}}, "compile: true", "model.compile",
+     "adapter 'emu3' has no static-shape decode step (it decodes through its own cache), so it cannot be compiled"),
     ({"model": {"preset": "shapes", "window": 8}}, "window: 8", "model.window",  # trained at 1, 2 and 4
      "window 8 is not supported by adapter 'token-shuffle', preset 'shapes'; use one of 1, 2, 4, or leave "
      "model.window unset"),

@@ -129,7 +129,8 @@ def tidy_frame() -> pd.DataFrame:
         for window, factor in ((1, 1), (2, 4), (4, 8)):
             ids = {"run": "r", "suite": "s", "cell_id": f"{res}-{window}", "status": "ok", "adapter": "ts",
                    "preset": "small", "window": window, "resolution": res, "cfg_schedule": "constant",
-                   "cfg_scale": 7.5, "batch_size": 1, "dtype": "float32", "device": "cpu", "weights": "random"}
+                   "cfg_scale": 7.5, "batch_size": 1, "dtype": "float32", "device": "cpu", "compile": False,
+                   "weights": "random"}
             rows.append({**ids, "metric": "latency.per_image_s", "value": base / factor})
             rows.append({**ids, "metric": "throughput.images_per_s", "value": factor / base})
     return pd.DataFrame(rows)

@@ -103,7 +103,7 @@ def test_reported_kv_cache_bytes_equal_the_allocated_cache(window: int) -> None:
     grid = model.grid(128)
     cond = model.condition(PROMPTS, cfg=True)
     state, _ = model.start(cond, grid)
-    allocated = 2 * state.cache.keys.numel() * state.cache.keys.element_size()
+    allocated = sum(t.numel() * t.element_size() for t in (*state.cache.keys, *state.cache.values))
     assert model.kv_cache_bytes(cond.rows, cond.length, grid) == allocated
 
 

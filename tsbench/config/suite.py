@@ -102,6 +102,8 @@ class ModelConfig:
                                "model's own: the checkpoint's, else the adapter's default", default=None)
     dtype: str = _help(f"compute dtype, one of {', '.join(DTYPES)}", default="float32")
     device: str = _help("torch device, e.g. 'cpu' or 'cuda'", default="cpu")
+    compile: bool = _help("decode with a static-shape step under torch.compile (CUDA graphs on CUDA, inductor "
+                          "C++ on CPU); compile time is reported apart as latency.compile_s", default=False)
     options: dict[str, Any] = _help("the adapter's own options (its options dataclass; see 'tsbench list options')",
                                     default_factory=dict, metadata={"options_of": "adapter"})
 
@@ -173,6 +175,8 @@ class MeasureConfig:
     min_repeats: int = _help("minimum timed generations", default=3)
     min_time_s: float = _help("keep repeating until this many seconds were timed", default=0.0)
     max_batch_search: bool = _help("search the largest batch that fits in memory", default=False)
+    roofline: bool = _help("with latency: decode bytes and FLOPs per step against the machine's measured bandwidth "
+                           "and peak FLOP/s (roofline.* columns)", default=True)
 
     def __post_init__(self) -> None:
         _require(self.warmup >= 0, "warmup", f"must be >= 0, got {self.warmup!r}")

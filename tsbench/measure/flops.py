@@ -84,8 +84,7 @@ def _ar_steps(grid: tuple[int, int], window: int) -> int:
 def _linear_per_token(cost: CostModel) -> dict[str, int]:
     """Linear work of one position through all backbone layers (GQA: K and V use n_kv_heads)."""
     b = cost.backbone
-    return {"attn_proj": b.n_layers * 2 * (b.dim * b.q_dim + 2 * b.dim * b.kv_dim + b.q_dim * b.dim),
-            "ffn": b.n_layers * 2 * b.ffn_matrices * b.dim * b.ffn_hidden}
+    return {component: b.n_layers * 2 * weights for component, weights in b.layer_parameters.items()}
 
 
 def _shuffle_per_window(shuffle: Shuffle | None) -> tuple[int, int]:

@@ -36,16 +36,22 @@ def adapter_options(adapter: str, given: Any = None, **kwargs: Any) -> Any:
 
 
 def load_model(adapter: str, preset: str | None = None, checkpoint: str | None = None, window: int | None = None,
-               device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None,
+               device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, compile: bool = False,
                options: Any = None, **option_kwargs: Any) -> ARImageModel:
     """Build an adapter's model: random weights from ``preset``, or real ones from ``checkpoint``.
 
     ``window`` None means the model's own: the checkpoint's, else the adapter's default. ``options`` (or
     keyword arguments) are the adapter's own settings, e.g. ``text_encoder=`` for LlamaGen.
+    ``compile=True`` decodes with a static-shape step under torch.compile (:mod:`tsbench.models.compiled`).
     """
     spec = ADAPTERS.get(adapter)
-    return spec.build(preset=preset, checkpoint=checkpoint, window=window, device=device,
-                      dtype=resolve_dtype(dtype), options=adapter_options(adapter, options, **option_kwargs))
+    model = spec.build(preset=preset, checkpoint=checkpoint, window=window, device=device,
+                       dtype=resolve_dtype(dtype), options=adapter_options(adapter, options, **option_kwargs))
+    if compile:
+        from tsbench.models.compiled import compile_decode
+
+        compile_decode(model)
+    return model
 
 
 def list_adapters() -> list[str]:

@@ -8,6 +8,12 @@ the same loop. For the cost side an adapter describes its pipeline as a
 
 An adapter is registered as an :class:`Adapter`: its builder, its options dataclass (the suite's
 ``model.options``, validated when the suite loads) and its presets.
+
+An adapter on tsbench's :class:`~tsbench.models.layers.KVCache` implements the math of a step in
+:meth:`ARImageModel.decode`, reading only tensors from the state, and the shared
+:meth:`ARImageModel.step` does the bookkeeping. That split is what lets ``tsbench.models.compiled``
+run ``decode`` under ``torch.compile`` with one graph for the whole image. An adapter with a cache of
+its own (transformers') overrides ``step`` instead and decodes eagerly.
 """
 from __future__ import annotations
 
@@ -56,16 +62,23 @@ class DecodeState:
     steps_done: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def advance(self) -> None:
+        """One window was fed into tsbench's KVCache: move the cache and the next position on."""
+        self.cache.advance(1)
+        self.positions += 1
+        self.steps_done += 1
+
 
 class ARImageModel(nn.Module):
     """Base class of adapters. Subclasses set ``window``, ``codebook_size`` and ``vq`` (or override
-    ``downsample`` and ``decode_codes``) and implement ``condition``, ``start``, ``step``, ``describe``
-    and ``cost_model``."""
+    ``downsample`` and ``decode_codes``) and implement ``condition``, ``start``, ``decode`` (or ``step``
+    itself, without compile support), ``describe`` and ``cost_model``."""
 
     window: int
     codebook_size: int
     vq: nn.Module
     weights: str = "random"  # "random", PARTIAL_RANDOM or a checkpoint hash; every output reports it
+    compiled_decode: Callable[[DecodeState, torch.Tensor], torch.Tensor] | None = None  # set by compile_decode
 
     @property
     def downsample(self) -> int:
@@ -84,9 +97,21 @@ class ARImageModel(nn.Module):
         """Set up the cache, run prefill; return the state and logits [rows, s^2, codebook]."""
         raise NotImplementedError
 
+    def decode(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
+        """The math of one step: feed codes [rows, s^2], return the next logits [rows, s^2, codebook].
+
+        Reads only tensors from ``state`` (positions, the cache's buffers and ``slot``) and writes only
+        the cache, never a Python number that changes from step to step: compiled, such a number
+        would be baked into the graph."""
+        raise NotImplementedError(f"adapter {type(self).__name__} implements no decode()")
+
     def step(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
         """Feed the window just sampled (codes [rows, s^2]); return the next logits [rows, s^2, codebook]."""
-        raise NotImplementedError
+        if state.cache.filled >= state.cache.max_len:
+            raise RuntimeError(f"all {state.steps_done + 1} windows of the {state.grid} grid were already returned")
+        logits = self.compiled_decode(state, codes) if self.compiled_decode is not None else self.decode(state, codes)
+        state.advance()
+        return logits
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """VQ codes [B, h, w] -> images [B, 3, H, W] in [-1, 1], with the model's own decoder."""
@@ -134,13 +159,15 @@ class Adapter:
     """One registry entry: ``build(preset=, checkpoint=, window=, device=, dtype=, options=)`` makes the
     model, ``options`` is the dataclass of its own settings, ``presets()`` lists the preset names and
     ``geometry(preset, checkpoint, window, options)`` says which windows and resolutions a cell may ask
-    for, cheaply (no weights read), so a sweep fails before its first cell rather than in the middle."""
+    for, cheaply (no weights read), so a sweep fails before its first cell rather than in the middle.
+    ``compiles``: the model implements ``decode`` (tsbench's KV cache), so ``model.compile`` can run it."""
 
     build: Callable[..., ARImageModel]
     presets: Callable[[], list[str]]
     default_preset: str
     options: type = NoOptions
     geometry: Callable[[str | None, str | None, int | None, Any], Geometry] = field(kw_only=True)
+    compiles: bool = field(default=False, kw_only=True)
 
 
 def make_options(options_class: type, given: Any = None, adapter: str = "this adapter", **kwargs: Any) -> Any:

@@ -33,6 +33,12 @@ class Transformer:
     def kv_dim(self) -> int:
         return self.n_kv_heads * self.head_dim
 
+    @property
+    def layer_parameters(self) -> dict[str, int]:
+        """Weights of one layer's matrices: ``attn_proj`` (Q, K, V and output projections) and ``ffn``."""
+        return {"attn_proj": 2 * self.dim * self.q_dim + 2 * self.dim * self.kv_dim,
+                "ffn": self.ffn_matrices * self.dim * self.ffn_hidden}
+
 
 @dataclass(frozen=True)
 class TextEncoder:
@@ -53,6 +59,12 @@ class Shuffle:
     window: int
     n_blocks: int
     hidden: int
+
+    @property
+    def parameters(self) -> int:
+        """Weights of both modules: compress d -> d/s^2, expand d/s^2 -> d, and two d x hidden matrices
+        per residual block on each side."""
+        return 2 * self.dim * (self.dim // self.window**2) + 2 * self.n_blocks * 2 * self.dim * self.hidden
 
 
 @dataclass(frozen=True)
@@ -114,9 +126,23 @@ def decode_feed(cost: CostModel, grid: tuple[int, int]) -> list[int]:
     return [1 + (cost.row_end_tokens if (k + 1) % per_row == 0 else 0) for k in range(steps - 1)]
 
 
+def kv_bytes_per_position(cost: CostModel, rows: int, element_size: int) -> int:
+    """Keys and values that one sequence position holds, all layers, ``rows`` sequences."""
+    return 2 * cost.backbone.n_layers * rows * cost.backbone.kv_dim * element_size
+
+
 def kv_cache_bytes(cost: CostModel, rows: int, prompt_tokens: int, grid: tuple[int, int], element_size: int) -> int:
     """Keys and values of every layer once the whole image is in the cache: the prompt plus every fed
     position, ``rows`` sequences (CFG doubles them)."""
-    b = cost.backbone
     positions = prompt_tokens + sum(decode_feed(cost, grid))
-    return 2 * b.n_layers * rows * b.kv_dim * positions * element_size
+    return kv_bytes_per_position(cost, rows, element_size) * positions
+
+
+def decode_weights(cost: CostModel) -> int:
+    """Weights one decode step multiplies with, each read once however many rows the batch has: every
+    backbone layer's matrices, the image-token input path and the output head (one multiply-add, 2
+    FLOPs, per weight and code) and the shuffle modules. Left out: embedding tables (a step reads a
+    few rows), norms, and what only the prefill runs (text encoder, prompt projection)."""
+    layers = cost.backbone.n_layers * sum(cost.backbone.layer_parameters.values())
+    shuffle = cost.shuffle.parameters if cost.shuffle is not None else 0
+    return layers + (cost.head_flops_per_code + cost.input_flops_per_code) // 2 + shuffle

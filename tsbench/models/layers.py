@@ -1,5 +1,13 @@
 """Transformer pieces shared by every adapter: RMSNorm, SwiGLU, rotary embeddings, a preallocated
-KV cache and attention that reads only the filled part of that cache."""
+KV cache and attention over it.
+
+The cache has two modes. Eager decode writes at a Python position and attends over the filled prefix
+only, so a step reads just the keys that exist. Static decode (``KVCache.slot`` set, see
+``tsbench.models.compiled``) writes at a position held in a tensor, so every step has the same shapes
+and one compiled graph serves the whole image. It still reads only the prefix, through
+:func:`prefix_attention`, an operator opaque to the compiler that looks the length up at run time;
+inside a CUDA graph, which cannot look anything up, it attends over the whole buffer with a mask.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +24,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # normalise in float32 as Llama does, then scale in the input dtype; one fused kernel for fp32
-        return F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).type_as(x) * self.weight
+        if x.dtype == torch.float32:  # one kernel; a decode step runs 2 per layer, so dispatch counts
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # Llama's order for low precision: normalise in float32, round to the input dtype, then scale
+        return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).type_as(x) * self.weight
 
 
 class SwiGLU(nn.Module):
@@ -33,38 +43,49 @@ class SwiGLU(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
-def rope_tables(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin [B, T, 1, head_dim // 2] for 1D rotary embeddings, computed once per forward and
-    shared by every layer (adjacent-pair rotation, the Llama/LlamaGen layout)."""
+def rope_rotation(head_dim: int, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Unit complex numbers [B, T, 1, head_dim // 2] that rotate each channel pair of a token at
+    ``positions`` [B, T] (1D rotary embeddings, Llama's frequencies), computed once per forward and
+    shared by every layer."""
     freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
     angles = (positions.float()[..., None] * freqs)[:, :, None, :]
-    return angles.cos(), angles.sin()
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs of x [B, T, H, Dh] by the angles behind cos, sin [B, T, 1, Dh/2]."""
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).type_as(x)
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs of x [B, T, H, Dh] (the Llama/LlamaGen layout) by ``rotation``
+    [B or 1, T, 1, Dh/2], in float32. One complex multiply: one compute kernel where the real form
+    (two products per output, a subtraction, an addition, a stack) ran seven."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
 @dataclass
 class KVCache:
     """Keys and values for every layer, allocated once for the whole sequence.
 
-    ``filled`` counts the positions written so far; attention reads ``[:filled]`` only, so decode
-    cost grows with the real prefix instead of the preallocated length.
+    ``filled`` counts the positions written so far. Eager decode reads ``[:filled]`` only, so its cost
+    grows with the real prefix instead of the preallocated length. ``slot`` (static decode) is
+    ``filled`` as a [1] tensor, the only per-step input a compiled step may depend on.
     """
 
-    keys: torch.Tensor | None  # [layers, B, kv_heads, max_len, head_dim]; None: a single full pass
-    values: torch.Tensor | None
+    keys: list[torch.Tensor] | None  # per layer [B, kv_heads, max_len, head_dim]; None: a single full pass
+    values: list[torch.Tensor] | None
     key_mask: torch.Tensor | None  # [B, max_len] bool, False on left padding; None when no padding
     filled: int = 0
+    slot: torch.Tensor | None = None  # [1] long == filled; set: static decode
+    whole_buffer: bool = False  # static decode attends over every slot with a mask (CUDA graphs)
 
     @classmethod
     def allocate(cls, layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int,
                  device: torch.device | str, dtype: torch.dtype) -> "KVCache":
-        shape = (layers, batch, kv_heads, max_len, head_dim)
-        return cls(torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype), None)
+        """One buffer per layer, so that a compiled step updates each in place (a view into one
+        all-layer tensor made inductor copy the whole cache at every step). Zero-filled: static decode
+        multiplies the unwritten slots by attention weight 0, which must not meet a NaN left in
+        uninitialised memory."""
+        shape = (batch, kv_heads, max_len, head_dim)
+        return cls([torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)],
+                   [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)], None)
 
     @classmethod
     def single_pass(cls) -> "KVCache":
@@ -74,33 +95,59 @@ class KVCache:
 
     @property
     def max_len(self) -> int:
-        return self.keys.shape[3] if self.keys is not None else 0
+        return self.keys[0].shape[2] if self.keys else 0
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v [B, kv_heads, t, Dh] at the current position; return the filled prefix."""
+    def start_static(self, whole_buffer: bool = False) -> None:
+        """Switch to static decode from the current position on (after an eager prefill)."""
+        self.slot = torch.tensor([self.filled], device=self.keys[0].device)
+        self.whole_buffer = whole_buffer
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """Store k, v [B, kv_heads, t, Dh] at the current position, then attend q [B, H, t, Dh] over
+        every position written so far (``mask``: from :func:`attention_mask`)."""
         if self.keys is None:
             if self.filled:
                 raise RuntimeError("a single-pass KV cache cannot be extended; allocate one to decode")
-            return k, v
+            return attend(q, k, v, mask)
+        keys, values = self.keys[layer], self.values[layer]
+        if self.slot is not None:
+            keys.index_copy_(2, self.slot, k)
+            values.index_copy_(2, self.slot, v)
+            if self.whole_buffer:
+                return attend(q, keys, values, mask)
+            return prefix_attention(q, keys, values, self.slot, self.key_mask)
         start, end = self.filled, self.filled + k.shape[2]
         if end > self.max_len:
             raise RuntimeError(f"KV cache overflow: {end} positions > {self.max_len} allocated")
-        self.keys[layer, :, :, start:end] = k
-        self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        return attend(q, keys[:, :, :end], values[:, :, :end], mask)
 
     def advance(self, n: int) -> None:
         self.filled += n
+        if self.slot is not None:
+            self.slot += n
 
 
 def attention_mask(cache: KVCache, q_len: int) -> torch.Tensor | None:
-    """Boolean mask [B, 1, q_len, filled + q_len] for the new queries, or None when plain causal
-    attention (prefill, no padding) or no mask at all (decode, no padding) is exact."""
+    """Boolean mask [B, 1, q_len, keys] for the new queries, or None when plain causal attention
+    (prefill from an empty cache) or no mask at all (eager decode, no padding) is exact."""
+    if cache.slot is not None:  # static decode: one query
+        if q_len != 1:
+            raise ValueError(f"static decode feeds one position per step, got {q_len}")
+        if not cache.whole_buffer:
+            return None  # prefix_attention applies the key mask itself
+        visible = torch.arange(cache.max_len, device=cache.slot.device) <= cache.slot  # unwritten slots hidden
+        if cache.key_mask is not None:
+            visible = visible & cache.key_mask
+        return visible.expand(cache.keys[0].shape[0], -1)[:, None, None, :]
     start, end = cache.filled, cache.filled + q_len
-    if cache.key_mask is None:
+    if cache.key_mask is None and (start == 0 or q_len == 1):
         return None
-    device = cache.key_mask.device
-    keys = cache.key_mask[:, None, None, :end]
+    device = cache.keys[0].device if cache.key_mask is None else cache.key_mask.device
+    keys = (cache.key_mask[:, None, None, :end] if cache.key_mask is not None
+            else torch.ones(1, 1, 1, end, dtype=torch.bool, device=device))
     if q_len == 1:
         return keys
     causal = torch.arange(start, end, device=device)[:, None] >= torch.arange(end, device=device)[None, :]
@@ -110,9 +157,28 @@ def attention_mask(cache: KVCache, q_len: int) -> torch.Tensor | None:
     return (keys & causal) | itself
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-    """SDPA over q [B, H, t, Dh] and the cache prefix k, v [B, Hkv, T, Dh] (grouped-query aware)."""
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """SDPA over q [B, H, t, Dh] and the keys k, v [B, Hkv, T, Dh] (grouped-query aware). Without a
+    mask, several queries attend causally (a prefill from an empty cache) and one query sees every key."""
     gqa = bool(q.shape[1] != k.shape[1])  # a plain bool also under jit tracing (fvcore)
-    if mask is None and causal and q.shape[2] > 1:
+    if mask is None and q.shape[2] > 1:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+
+
+@torch.library.custom_op("tsbench::prefix_attention", mutates_args=())
+def prefix_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, slot: torch.Tensor,
+                     key_mask: torch.Tensor | None) -> torch.Tensor:
+    """One query per row over cache positions ``[0, slot]`` of the whole buffers keys, values
+    [B, Hkv, max_len, Dh]. A compiled graph sees fixed shapes; reading the length from ``slot`` at run
+    time (a host read, free on CPU) keeps each step's reads to the prefix; a mask over the whole
+    buffer reads twice the keys on average over an image."""
+    end = int(slot) + 1
+    mask = key_mask[:, None, None, :end] if key_mask is not None else None
+    return attend(q, keys[:, :, :end], values[:, :, :end], mask)
+
+
+@prefix_attention.register_fake
+def _(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, slot: torch.Tensor,
+      key_mask: torch.Tensor | None) -> torch.Tensor:
+    return q.new_empty(*q.shape[:-1], values.shape[-1])

@@ -40,7 +40,7 @@ from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditio
                                  make_options)
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import CostModel, Shuffle, TextEncoder, Transformer
-from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, attend, attention_mask
+from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid
 from tsbench.models.vq import VQOptions, decode_cost, get_vq_config
 
@@ -133,9 +133,7 @@ def rope_2d_table(grid: tuple[int, int], head_dim: int, base: float, cond_len: i
 
 def apply_rope_2d(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Rotate adjacent channel pairs of x [B, t, H, Dh] by table [t, Dh/2, 2], in fp32 like LlamaGen."""
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = table[None, :, None, :, 0], table[None, :, None, :, 1]
-    return torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1).flatten(-2).type_as(x)
+    return apply_rope(x, torch.view_as_complex(table)[None, :, None])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,13 +176,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None,
                 cache: KVCache | None, layer: int) -> torch.Tensor:
+        """``rope``: rotations [B or 1, t, 1, head_dim/2], see :meth:`LlamaGenT2I.rotations`."""
         b, t, _ = x.shape
-        q, k, v = self.wqkv(x).view(b, t, 3, self.n_head, self.head_dim).unbind(2)
-        q, k = apply_rope_2d(q, rope), apply_rope_2d(k, rope)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if cache is not None:
-            k, v = cache.write(layer, k, v)
-        out = attend(q, k, v, mask, causal=True)
+        heads = self.wqkv(x).view(b, t, 3 * self.n_head, self.head_dim)
+        q, k = apply_rope(heads[:, :, :2 * self.n_head], rope).transpose(1, 2).chunk(2, dim=1)  # Q, K in one go
+        v = heads[:, :, 2 * self.n_head:].transpose(1, 2)
+        out = cache.attend(layer, q, k, v, mask) if cache is not None else attend(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -479,20 +476,21 @@ class LlamaGenT2I(ARImageModel):
 
     def run_layers(self, x: torch.Tensor, rope: torch.Tensor, cache: KVCache | None = None,
                    mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Transformer blocks over x [B, t, dim]; with a cache, write the new keys and attend over the
-        filled prefix with LlamaGen's mask, else use ``mask`` (None: causal)."""
+        """Transformer blocks over x [B, t, dim] with rotations ``rope`` [B or 1, t, 1, head_dim/2]; with
+        a cache, write the new keys (never advancing it) and attend with LlamaGen's mask, else use
+        ``mask`` (None: causal)."""
         if cache is not None:
             mask = attention_mask(cache, x.shape[1])
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, mask, cache, i)
-        if cache is not None:
-            cache.advance(x.shape[1])
         return x
 
-    def rope(self, grid: tuple[int, int], cond_len: int) -> torch.Tensor:
+    def rotations(self, grid: tuple[int, int], cond_len: int) -> torch.Tensor:
+        """The 2D RoPE table of every sequence position as unit complex numbers [cond_len + N, head_dim/2]."""
         s = self.window
-        return rope_2d_table((grid[0] // s, grid[1] // s), self.config.head_dim, self.config.rope_base,
-                             cond_len, device=self.output.weight.device)
+        table = rope_2d_table((grid[0] // s, grid[1] // s), self.config.head_dim, self.config.rope_base,
+                              cond_len, device=self.output.weight.device)
+        return torch.view_as_complex(table)
 
     @staticmethod
     def key_mask(cond: Conditioning, image_positions: int) -> torch.Tensor | None:
@@ -533,22 +531,18 @@ class LlamaGenT2I(ARImageModel):
         cache = KVCache.allocate(self.config.n_layer, rows, self.config.n_head, cond_len + steps - 1,
                                  self.config.head_dim, weight.device, weight.dtype)
         cache.key_mask = self.key_mask(cond, steps - 1)
-        rope = self.rope(grid, cond_len)
-        hidden = self.run_layers(self.cls_embedding(cond.embeddings.to(weight.dtype)), rope[:cond_len], cache)
+        rope = self.rotations(grid, cond_len)
+        hidden = self.run_layers(self.cls_embedding(cond.embeddings.to(weight.dtype)), rope[None, :cond_len, None],
+                                 cache)
+        cache.advance(cond_len)
         positions = torch.full((rows,), cond_len, dtype=torch.long, device=weight.device)
         state = DecodeState(cache=cache, grid=grid, positions=positions, extra={"rope": rope})
         return state, self.logits(hidden[:, -1:])[:, 0]
 
     @torch.no_grad()
-    def step(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
-        position = state.cache.filled
-        if position >= state.cache.max_len:
-            raise RuntimeError(f"all {state.steps_done + 1} windows of the {state.grid} grid were already returned")
-        x = self.embed_windows(codes[:, None])
-        hidden = self.run_layers(x, state.extra["rope"][position:position + 1], state.cache)
-        state.positions += 1
-        state.steps_done += 1
-        return self.logits(hidden)[:, 0]
+    def decode(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
+        rope = state.extra["rope"][state.positions][:, None, None]  # every row is at the same position
+        return self.logits(self.run_layers(self.embed_windows(codes[:, None]), rope, state.cache))[:, 0]
 
     def forward(self, cond: Conditioning, windows: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Teacher forcing in one pass without a cache (LlamaGen's training forward): logits
@@ -566,7 +560,7 @@ class LlamaGenT2I(ARImageModel):
         pos = torch.arange(length, device=weight.device)
         # generate.py's mask: causal, padded caption keys removed, diagonal forced on
         mask = ((pos[:, None] >= pos[None, :]) & keys[:, None, None, :]) | (pos[:, None] == pos[None, :])
-        hidden = self.run_layers(x, self.rope(grid, cond_len)[:length], mask=mask)
+        hidden = self.run_layers(x, self.rotations(grid, cond_len)[None, :length, None], mask=mask)
         return self.logits(hidden[:, cond_len - 1:])
 
     def describe(self) -> dict[str, Any]:
@@ -738,6 +732,7 @@ def llamagen_geometry(preset: str | None, checkpoint: str | None, window: int | 
 
 
 ADAPTER = Adapter(build=build_llamagen, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
-                  options=LlamaGenOptions, geometry=llamagen_geometry)
+                  options=LlamaGenOptions, geometry=llamagen_geometry, compiles=True)
 ADAPTER_TS = Adapter(build=build_llamagen_ts, presets=lambda: list(LLAMAGEN_CONFIGS), default_preset="GPT-XL",
-                     options=LlamaGenOptions, geometry=functools.partial(llamagen_geometry, default_window=2))
+                     options=LlamaGenOptions, geometry=functools.partial(llamagen_geometry, default_window=2),
+                     compiles=True)

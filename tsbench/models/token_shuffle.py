@@ -22,7 +22,7 @@ from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeStat
 from tsbench.models.checkpoint import (CheckpointError, check_tensor_file, file_digest, load_strict, read_tensors,
                                       unwrap_state_dict)
 from tsbench.models.cost import CostModel, Shuffle, Transformer
-from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask, rope_tables
+from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attention_mask, rope_rotation
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
@@ -100,21 +100,19 @@ class Attention(nn.Module):
     def __init__(self, cfg: TokenShuffleConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_dim, self.kv_dim = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
         # one fused projection (rows: Q, then K, then V), as LlamaGen stores it: a decode step streams
         # the weights in one matrix-vector product instead of three
-        self.wqkv = nn.Linear(cfg.dim, self.q_dim + 2 * self.kv_dim, bias=False)
-        self.wo = nn.Linear(self.q_dim, cfg.dim, bias=False)
+        self.wqkv = nn.Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, layer: int,
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, layer: int,
                 mask: torch.Tensor | None) -> torch.Tensor:
         b, t, _ = x.shape
-        q, k, v = self.wqkv(x).split((self.q_dim, self.kv_dim, self.kv_dim), dim=-1)
-        q = apply_rope(q.view(b, t, self.n_heads, self.head_dim), *rope)
-        k = apply_rope(k.view(b, t, self.n_kv_heads, self.head_dim), *rope)
-        v = v.view(b, t, self.n_kv_heads, self.head_dim)
-        keys, values = cache.write(layer, k.transpose(1, 2), v.transpose(1, 2))
-        out = attend(q.transpose(1, 2), keys, values, mask, causal=cache.filled == 0)
+        heads = self.wqkv(x).view(b, t, -1, self.head_dim)
+        qk = apply_rope(heads[:, :, :self.n_heads + self.n_kv_heads], rope)  # Q and K heads in one rotation
+        q, k = qk.split((self.n_heads, self.n_kv_heads), dim=2)
+        v = heads[:, :, self.n_heads + self.n_kv_heads:]
+        out = cache.attend(layer, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -126,7 +124,7 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = SwiGLU(cfg.dim, cfg.ffn_hidden)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache: KVCache, layer: int,
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, cache: KVCache, layer: int,
                 mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attention(self.attention_norm(x), rope, cache, layer, mask)
         return x + self.feed_forward(self.ffn_norm(x))
@@ -179,11 +177,11 @@ class TokenShuffleLM(ARImageModel):
 
     # ---- decoding -----------------------------------------------------------------------------
     def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        rope = rope_tables(self.config.head_dim, positions, self.config.rope_theta)
+        """The blocks over x [rows, t, d] at ``positions`` [rows, t]; writes the cache, never advances it."""
+        rope = rope_rotation(self.config.head_dim, positions, self.config.rope_theta)
         mask = attention_mask(cache, x.shape[1])
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, cache, i, mask)
-        cache.advance(x.shape[1])
         return self.norm(x)
 
     def _window_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -213,14 +211,12 @@ class TokenShuffleLM(ARImageModel):
         steps = (grid[0] // self.window) * (grid[1] // self.window)
         cache, positions = self._prefix(cond, steps - 1)  # the last window is never fed back
         hidden = self._transformer(self.tok_embeddings(cond.tokens), positions, cache)
+        cache.advance(cond.length)
         state = DecodeState(cache=cache, grid=grid, positions=positions[:, -1] + 1)
         return state, self._window_logits(hidden[:, -1:])[:, 0]
 
-    def step(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
-        x = self._embed_windows(codes[:, None])
-        hidden = self._transformer(x, state.positions[:, None], state.cache)
-        state.positions = state.positions + 1
-        state.steps_done += 1
+    def decode(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
+        hidden = self._transformer(self._embed_windows(codes[:, None]), state.positions[:, None], state.cache)
         return self._window_logits(hidden)[:, 0]
 
     def forward(self, cond: Conditioning, windows: torch.Tensor) -> torch.Tensor:
@@ -385,4 +381,4 @@ def token_shuffle_geometry(preset: str | None, checkpoint: str | None, window: i
 
 
 ADAPTER = Adapter(build=build_token_shuffle, presets=preset_names, default_preset="small", options=TokenShuffleOptions,
-                  geometry=token_shuffle_geometry)
+                  geometry=token_shuffle_geometry, compiles=True)

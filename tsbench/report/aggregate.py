@@ -29,6 +29,7 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "batch_size": ("config.workload.batch_size",),
     "dtype": ("config.model.dtype", "env.dtype"),
     "device": ("config.model.device", "env.device"),
+    "compile": ("config.model.compile",),
     "weights": ("model.weights",),
 }
 CONFIG_COLUMNS = list(CONFIG_KEYS)
@@ -37,13 +38,13 @@ CONFIG_COLUMNS = list(CONFIG_KEYS)
 VARIES_WITH: dict[str, tuple[str, ...]] = {"window": ("weights",)}
 ID_COLUMNS = ["run", "suite", "cell_id", "status", *CONFIG_COLUMNS]
 INTEGER_COLUMNS = ("window", "resolution", "batch_size")
-METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "workload.", "model.params",
-                   "cell_seconds")
+METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "roofline.", "workload.",
+                   "model.params", "cell_seconds")
 NOT_METRICS = ("quality.prompts", "quality.images_per_prompt", "quality.benchmark_prompts")
 # Weights that make a row cost-only: new, untrained modules around a trained backbone. Their quality
 # columns are dropped, so no table or plot sets them beside trained models' quality.
 COST_ONLY_WEIGHTS = ("partial-random",)
-HIGHER_IS_BETTER = ("throughput.", "quality.")
+HIGHER_IS_BETTER = ("throughput.", "quality.", "roofline.decode_fraction", "roofline.achieved_flop_s")
 KEY_FORMATS = {"window": "s = {}", "resolution": "{} px", "batch_size": "batch {}", "cfg_scale": "cfg {:g}"}
 
 
@@ -65,7 +66,9 @@ def higher_is_better(metric: str, cells: pd.DataFrame | None = None) -> bool:
 
 
 def key_text(key: str, value: Any) -> str:
-    """A config value as the report writes it: 's = 2', '512 px', 'constant'."""
+    """A config value as the report writes it: 's = 2', '512 px', 'constant', 'compiled'."""
+    if key == "compile" and pd.notna(value):
+        return "compiled" if value else "eager"
     return KEY_FORMATS.get(key, "{}").format(value) if pd.notna(value) else f"{key} ?"
 
 
@@ -122,6 +125,7 @@ def load_cells(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     for column in INTEGER_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     frame["cfg_scale"] = pd.to_numeric(frame["cfg_scale"], errors="coerce").astype("float64")
+    frame["compile"] = frame["compile"].astype("boolean").fillna(False).astype(bool)  # runs before the option: eager
     return frame
 
 

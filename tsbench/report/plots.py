@@ -34,7 +34,7 @@ DPI = 100
 PLAIN = FuncFormatter(lambda value, _: f"{value:.3g}" if value < 1000 else f"{value:,.0f}")
 # Keys that may split cells into separate lines; only the ones that actually vary are used.
 LINE_KEYS = ("run", "adapter", "preset", "window", "resolution", "cfg_schedule", "cfg_scale", "batch_size",
-             "dtype", "device")
+             "dtype", "device", "compile")
 # Published rows drawn in the per-skill chart (all rows are in the report's tables): the paper's own model
 # and the AR baseline it builds on, from the Token-Shuffle tables so that one protocol is shown.
 PLOT_BASELINE_MODELS = ("Token-Shuffle", "LlamaGen")
@@ -50,6 +50,11 @@ CAPTIONS = {
                          "(medians of the batch, divided by the batch size).",
     "memory_vs_resolution": "Peak memory vs resolution (solid) and the KV cache alone (dashed).",
     "throughput_vs_batch": "Images per second vs batch size, for the settings run at several batch sizes.",
+    "roofline": "Decode roofline: FLOPs per byte a decode step moves (weights once, plus the KV cache it reads) "
+                "against the FLOP/s it achieved, one point per cell. The slanted line is the measured read "
+                "bandwidth, the flat one the measured peak matmul FLOP/s; a point's distance below the lower "
+                "of the two is what the engine leaves on the table. Larger windows and batches move right, "
+                "from memory-bound towards compute-bound.",
     "quality_vs_window": "Overall quality score vs window size; error bars are 95 % bootstrap intervals "
                          "over the prompts.",
     "quality_per_schedule": "Overall quality score per CFG schedule, with 95 % bootstrap intervals.",
@@ -265,6 +270,35 @@ def plot_throughput(cells: pd.DataFrame, out: Path) -> Path | None:
     _pow2_axis(ax, _ints(data["batch_size"]))
     _log_if_wide(ax, data["throughput.images_per_s"])
     _finish(ax, "Throughput vs batch size", "batch size (log scale)", "images per second")
+    return _save(fig, out)
+
+
+def plot_roofline(cells: pd.DataFrame, out: Path) -> Path | None:
+    """Arithmetic intensity vs achieved FLOP/s of the decode step per cell, under each machine's roof."""
+    data = _ok(cells, "roofline.arithmetic_intensity", "roofline.achieved_flop_s", "env.read_bandwidth_bytes_s",
+               "env.peak_matmul_flop_s")
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
+    keys = [k for k in _varying(data, LINE_KEYS) if k != "resolution"]
+    groups = data.groupby(keys, dropna=False) if keys else [((), data)]
+    for values, group in groups:
+        ax.scatter(group["roofline.arithmetic_intensity"], group["roofline.achieved_flop_s"] / 1e9, s=30, zorder=3,
+                   label=_label(keys, values))
+    low, high = data["roofline.arithmetic_intensity"].min() / 4, data["roofline.arithmetic_intensity"].max() * 4
+    roofs = data[["env.read_bandwidth_bytes_s", "env.peak_matmul_flop_s", "dtype"]].drop_duplicates()
+    for bandwidth, peak, dtype in roofs.itertuples(index=False):
+        ridge = peak / bandwidth
+        x = np.geomspace(min(low, ridge / 4), max(high, ridge * 4), 200)
+        ax.plot(x, np.minimum(bandwidth * x, peak) / 1e9, color="black", linewidth=1, alpha=0.7)
+        ax.annotate(f"read bandwidth {bandwidth / 1e9:.1f} GB/s", (x[0], bandwidth * x[0] / 1e9), fontsize=7,
+                    xytext=(2, 6), textcoords="offset points", parse_math=False)
+        ax.annotate(f"peak matmul {dtype}: {peak / 1e9:,.0f} GFLOP/s", (x[-1], peak / 1e9), fontsize=7,
+                    xytext=(-4, 4), textcoords="offset points", ha="right", parse_math=False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _finish(ax, "Decode roofline", "arithmetic intensity (FLOP per byte moved, log scale)",
+            "achieved GFLOP/s (log scale)")
     return _save(fig, out)
 
 
@@ -521,7 +555,7 @@ def make_plots(cells: pd.DataFrame, baselines: pd.DataFrame, out_dir: str | Path
 def _make_plots(cells: pd.DataFrame, baselines: pd.DataFrame, out_dir: Path) -> list[Path]:
     single: list[tuple[Callable[..., Path | None], str]] = [
         (plot_flops, "flops_vs_resolution"), (plot_latency_breakdown, "latency_breakdown"),
-        (plot_memory, "memory_vs_resolution"), (plot_throughput, "throughput_vs_batch"),
+        (plot_memory, "memory_vs_resolution"), (plot_throughput, "throughput_vs_batch"), (plot_roofline, "roofline"),
         (plot_quality_vs_window, "quality_vs_window"), (plot_quality_per_schedule, "quality_per_schedule"),
         (plot_pareto, "pareto_quality_latency"), (plot_cfg_schedules, "cfg_schedules"),
     ]

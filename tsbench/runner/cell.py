@@ -25,8 +25,10 @@ from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
 from tsbench.measure.latency import time_generation
 from tsbench.measure.memory import kv_cache_bytes, track_peak_memory
+from tsbench.measure.roofline import cell_roofline
 from tsbench.measure.throughput import largest_batch
 from tsbench.models.checkpoint import CheckpointError
+from tsbench.models.compiled import compile_now
 from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
@@ -47,7 +49,7 @@ def load_cell_model(cell: Cell):
     with torch.random.fork_rng(devices=[]), checkpoint_origin(cell.config):  # leave the CPU random state as it was
         torch.manual_seed(0)
         return tsbench.load_model(m.adapter, preset=m.preset, checkpoint=m.checkpoint, window=m.window,
-                                  device=m.device, dtype=m.dtype, options=m.options)
+                                  device=m.device, dtype=m.dtype, compile=m.compile, options=m.options)
 
 
 @contextlib.contextmanager
@@ -96,11 +98,15 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
         prompt_tokens = int(cond.length)
         flops = analytic_flops(model, work.resolution, cfg=guidance.enabled, prompt_tokens=prompt_tokens)
         row.update(flatten_row({"flops": flops.to_dict()}))
+    if model.compiled_decode is not None:  # compiled before anything is timed, reported apart
+        row["latency.compile_s"] = compile_now(model, model.condition(prompts, cfg=guidance.enabled, grid=grid), grid)
     if measure.latency:
         timing = time_generation(model, prompts, work.resolution, guidance, sampling, seeds,
                                  warmup=measure.warmup, min_repeats=measure.min_repeats,
                                  min_time_s=measure.min_time_s)
         row.update(timing.to_row())
+    if measure.roofline and measure.latency:  # the fraction is of the measured step; a quality-only run skips it
+        row.update(cell_roofline(model, prompts, work.resolution, guidance.enabled, row.get("latency.decode_step_s")))
     if measure.memory:
         row["memory.kv_cache_mib"] = kv_cache_bytes(model, prompts, work.resolution, guidance.enabled) / 2**20
         steps = tqdm(total=row["workload.ar_steps"], desc="decode", unit="step", leave=False, file=sys.stderr,

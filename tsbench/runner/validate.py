@@ -126,9 +126,18 @@ def check_window_and_resolution(config: SuiteConfig) -> None:
                                                 f"use {nearest}")
 
 
+def check_compile(config: SuiteConfig) -> None:
+    """``model.compile`` asks for an adapter whose model has a static-shape ``decode`` to compile."""
+    m = config.model
+    if m.compile and not ADAPTERS.get(m.adapter).compiles:
+        raise FieldError("model.compile", f"adapter {m.adapter!r} has no static-shape decode step (it decodes "
+                                          "through its own cache), so it cannot be compiled; set model.compile: "
+                                          "false for it")
+
+
 # The load-time checks, in the order their errors are listed.
 CELL_CHECKS: tuple[CellCheck, ...] = (check_device, check_checkpoint_files, check_cfg_schedule, check_preset,
-                                      check_window_and_resolution)
+                                      check_window_and_resolution, check_compile)
 
 
 def validate_cells(cells: Iterable[Cell], checks: Iterable[CellCheck] = CELL_CHECKS) -> None:
