@@ -270,3 +270,17 @@ def test_options_of_one_adapter_do_not_leak_into_a_swept_other(tmp_path: Path) -
           grid: {model.adapter: [llamagen, token-shuffle]}
     """)
     assert "model.options.text_encoder: unknown key" in message and "(options of adapter 'token-shuffle')" in message
+
+
+def test_options_are_checked_against_each_swept_adapter(tmp_path: Path) -> None:
+    """With model.adapter swept, the base adapter never runs: options are checked per cell's adapter."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: demo\nmodel: {options: {text_encoder: t5}}\n"
+                    "sweep:\n  zip:\n    model.adapter: [llamagen, llamagen-ts]\n    model.window: [1, 2]\n")
+    suite = load_suite(path)
+    assert suite.model.adapter == "llamagen" and suite.model.options.text_encoder == "t5"
+    path.write_text("name: demo\nmodel: {options: {text_encoder: t5}}\n"
+                    "sweep:\n  grid:\n    model.adapter: [llamagen, token-shuffle]\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:2: model.options.text_encoder: unknown key.*"
+                                          r"options of adapter 'token-shuffle'.*in sweep cell"):
+        load_suite(path)

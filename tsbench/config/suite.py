@@ -631,10 +631,26 @@ def _check_cells(data: dict[str, Any], sweep: SweepConfig, ctx: _Context) -> Non
         _build(SuiteConfig, cell_data, "", ctx.for_cell(items, note=f" (in sweep cell {values})"))
 
 
+def _base_adapter_from_sweep(data: dict[str, Any], ctx: _Context) -> None:
+    """A sweep over ``model.adapter`` replaces the base adapter in every cell, so the base's
+    ``model.options`` are checked against the first swept adapter; ``_check_cells`` then checks every
+    cell's options against that cell's own adapter."""
+    sweep = data.get("sweep")
+    for kind in ("grid", "zip"):
+        table = sweep.get(kind) if isinstance(sweep, dict) else None
+        adapters = table.get("model.adapter") if isinstance(table, dict) else None
+        if isinstance(adapters, list) and adapters and isinstance(data.get("model") or {}, dict):
+            data["model"] = {**(data.get("model") or {}), "adapter": adapters[0]}
+            item = f"sweep.{kind}.model.adapter[0]"
+            ctx.replaced("model.adapter", f"{ctx.where(item)} ({item})")
+            return
+
+
 def _suite_from(data: Any, ctx: _Context, overrides: Iterable[str | Override], max_cells: int | None) -> SuiteConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{ctx.source}: expected a mapping with at least 'name', got {_show(data)}")
     _apply_overrides(data, overrides, ctx)
+    _base_adapter_from_sweep(data, ctx)
     suite = _build(SuiteConfig, data, "", ctx)
     if suite.sweep is not None:
         _check_size(suite.sweep, ctx, max_cells)
