@@ -1,4 +1,5 @@
-"""The ``tsbench`` command. Exit codes: 0 ok, 1 a run or a cell failed, 2 usage or configuration error."""
+"""The ``tsbench`` command. Exit codes: 0 ok, 1 a run or a cell failed, 2 usage or configuration error,
+130 interrupted (Ctrl-C)."""
 from __future__ import annotations
 
 import argparse

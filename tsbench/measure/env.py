@@ -61,6 +61,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str | int]:
         "env.device_name": device_name(device),
         "env.cpu_count": os.cpu_count() or 0,
         "env.torch_threads": torch.get_num_threads(),
+        "env.cpu_amx_bf16": cpu_has_bf16_matrix_units(),
         "env.torch": torch.__version__,
         "env.cuda": torch.version.cuda or "none",
         "env.python": platform.python_version(),

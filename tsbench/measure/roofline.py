@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 
 from tsbench.io import atomic_write_text
-from tsbench.measure.env import device_name
+from tsbench.measure.env import cpu_has_bf16_matrix_units, device_name
 from tsbench.models.base import ARImageModel
 from tsbench.models.compiled import reads_whole_cache
 from tsbench.models.cost import decode_feed, decode_weights, kv_bytes_per_position
@@ -118,6 +118,8 @@ def machine_limits(device: str | torch.device, dtype: torch.dtype, refresh: bool
     except (OSError, ValueError):
         cached = {}
     machine = f"{device.type}|{device_name(device)}|torch {torch.__version__}|threads {_threads(device)}"
+    if device.type == "cpu" and cpu_has_bf16_matrix_units():  # same CPU name, other matmul units
+        machine += "|amx-bf16"
     keys = {"env.read_bandwidth_bytes_s": f"{machine}|read bandwidth",
             "env.peak_matmul_flop_s": f"{machine}|peak matmul {str(dtype).removeprefix('torch.')}"}
     measure = {"env.read_bandwidth_bytes_s": lambda: measure_read_bandwidth(device),
