@@ -53,9 +53,9 @@ def generate_tokens(model: ARImageModel, prompts: list[str], grid: tuple[int, in
     batch, s = len(prompts), model.window
     state, logits = model.start(model.condition(prompts, cfg=guidance.enabled, grid=grid), grid)
     steps = (grid[0] // s) * (grid[1] // s)
+    weights = [schedule_weight(guidance.schedule, i, steps, guidance.scale, guidance.interval) for i in range(steps)]
     windows = torch.empty(batch, steps, s * s, dtype=torch.long, device=device)
-    for i in range(steps):
-        weight = schedule_weight(guidance.schedule, i, steps, guidance.scale, guidance.interval)
+    for i, weight in enumerate(weights):
         codes = sample(guide(logits, batch, weight), sampling, generators)
         windows[:, i] = codes
         if i + 1 < steps:  # the last window is never fed back
