@@ -8,6 +8,7 @@ far (so attention reads the real prefix, as the analytic FLOP model assumes).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from pathlib import Path
@@ -127,8 +128,14 @@ def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[
 
 
 def _cache_kwarg(lm: nn.Module) -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` during 5.x; pass whichever this version reads."""
-    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+    """transformers renamed ``past_key_values`` to ``cache`` during 5.x; pass whichever this version reads.
+    Looked up once per model class, not at every decode step."""
+    return _cache_kwarg_of(type(lm))
+
+
+@functools.cache
+def _cache_kwarg_of(lm_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
 
 
 def prefill(lm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor,
