@@ -176,9 +176,13 @@ class TokenShuffleLM(ARImageModel):
                             truncated=sum(len(text) > budget for text in texts), text_budget=budget)
 
     # ---- decoding -----------------------------------------------------------------------------
-    def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """The blocks over x [rows, t, d] at ``positions`` [rows, t]; writes the cache, never advances it."""
-        rope = rope_rotation(self.config.head_dim, positions, self.config.rope_theta)
+    def _rotations(self, positions: torch.Tensor) -> torch.Tensor:
+        """Rotary embeddings [B, T, 1, head_dim/2] of ``positions`` [B, T]."""
+        return rope_rotation(self.config.head_dim, positions, self.config.rope_theta)
+
+    def _transformer(self, x: torch.Tensor, rope: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The blocks over x [rows, t, d] with rotations ``rope`` [rows, t, 1, head_dim/2]; writes the cache,
+        never advances it."""
         mask = attention_mask(cache, x.shape[1])
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, cache, i, mask)
@@ -210,13 +214,16 @@ class TokenShuffleLM(ARImageModel):
         check_grid(grid, self.window)
         steps = (grid[0] // self.window) * (grid[1] // self.window)
         cache, positions = self._prefix(cond, steps - 1)  # the last window is never fed back
-        hidden = self._transformer(self.tok_embeddings(cond.tokens), positions, cache)
+        hidden = self._transformer(self.tok_embeddings(cond.tokens), self._rotations(positions), cache)
         cache.advance(cond.length)
-        state = DecodeState(cache=cache, grid=grid, positions=positions[:, -1] + 1)
+        # the rotations of every position a decode step can reach, once per image; a step looks its rows' up
+        rope = self._rotations(torch.arange(cond.length + steps, device=positions.device)[None])[0]
+        state = DecodeState(cache=cache, grid=grid, positions=positions[:, -1] + 1, extra={"rope": rope})
         return state, self._window_logits(hidden[:, -1:])[:, 0]
 
     def decode(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
-        hidden = self._transformer(self._embed_windows(codes[:, None]), state.positions[:, None], state.cache)
+        rope = state.extra["rope"][state.positions][:, None]
+        hidden = self._transformer(self._embed_windows(codes[:, None]), rope, state.cache)
         return self._window_logits(hidden)[:, 0]
 
     def forward(self, cond: Conditioning, windows: torch.Tensor) -> torch.Tensor:
@@ -226,7 +233,7 @@ class TokenShuffleLM(ARImageModel):
         cache, positions = self._prefix(cond, n, store=False)
         image_positions = positions[:, -1:] + 1 + torch.arange(n, device=positions.device)
         x = torch.cat([self.tok_embeddings(cond.tokens), self._embed_windows(windows)], dim=1)
-        hidden = self._transformer(x, torch.cat([positions, image_positions], dim=1), cache)
+        hidden = self._transformer(x, self._rotations(torch.cat([positions, image_positions], dim=1)), cache)
         return self._window_logits(hidden[:, cond.length - 1:])
 
     def describe(self) -> dict[str, Any]:
