@@ -23,7 +23,7 @@ from tsbench.models.checkpoint import (CheckpointError, check_tensor_file, file_
                                       unwrap_state_dict)
 from tsbench.models.cost import CostModel, Shuffle, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attention_mask, rope_rotation
-from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
+from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, ar_steps, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
 
@@ -212,7 +212,7 @@ class TokenShuffleLM(ARImageModel):
 
     def start(self, cond: Conditioning, grid: tuple[int, int]) -> tuple[DecodeState, torch.Tensor]:
         check_grid(grid, self.window)
-        steps = (grid[0] // self.window) * (grid[1] // self.window)
+        steps = ar_steps(grid, self.window)
         cache, positions = self._prefix(cond, steps - 1)  # the last window is never fed back
         hidden = self._transformer(self.tok_embeddings(cond.tokens), self._rotations(positions), cache)
         cache.advance(cond.length)

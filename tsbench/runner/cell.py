@@ -29,6 +29,7 @@ from tsbench.measure.roofline import cell_roofline
 from tsbench.measure.throughput import largest_batch
 from tsbench.models.checkpoint import CheckpointError
 from tsbench.models.compiled import compile_now
+from tsbench.models.shuffle import ar_steps
 from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
@@ -81,7 +82,7 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     seeds = [work.seed + i for i in range(len(prompts))]
     grid = model.grid(work.resolution)
     row["workload.visual_tokens"] = grid[0] * grid[1]
-    row["workload.ar_steps"] = (grid[0] // model.window) * (grid[1] // model.window)
+    row["workload.ar_steps"] = ar_steps(grid, model.window)
     if measure.flops or measure.latency or measure.memory or measure.max_batch_search:  # the workload prompts run
         # each distinct prompt once; its padded length (the longest prompt's) is the batch's prefill length
         distinct = list(dict.fromkeys(prompts))
