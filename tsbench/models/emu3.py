@@ -34,6 +34,7 @@ from tsbench.models.checkpoint import CheckpointError, files_digest
 from tsbench.models.cost import CostModel, Transformer, VQDecode
 from tsbench.models.shuffle import check_grid
 from tsbench.models.tokenizer import ByteTokenizer, HFTokenizer
+from tsbench.models.vq import vq_downsample
 
 DOWNLOAD_HINT = ("the transformers layout, e.g. `huggingface-cli download BAAI/Emu3-Gen-hf --local-dir DIR`; "
                  "BAAI/Emu3-Gen itself is the original remote-code layout")
@@ -273,7 +274,7 @@ def emu3_geometry(preset: str | None, checkpoint: str | None, window: int | None
     else:
         config_class = hf.transformers_module("emu3").Emu3Config
         mult = hf.checkpoint_config(checkpoint, "emu3", "emu3", DOWNLOAD_HINT, config_class).vq_config.channel_multiplier
-    return Geometry((1,), window or 1, hf.vq_downsample(mult))
+    return Geometry((1,), window or 1, vq_downsample(mult))
 
 
 ADAPTER = Adapter(build=build_emu3, presets=lambda: list(EMU3_PRESETS), default_preset="emu3-gen", options=Emu3Options,

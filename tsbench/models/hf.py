@@ -74,11 +74,6 @@ def checkpoint_config(path: str | Path, adapter: str, model_type: str, hint: str
                               f"expected {hint}", path) from None
 
 
-def vq_downsample(channel_multiplier: Any) -> int:
-    """Pixels per token side of a VQ whose encoder halves the image between consecutive channel levels."""
-    return 2 ** (len(channel_multiplier) - 1)
-
-
 def preset_spec(adapter: str, name: str, presets: dict[str, Any]) -> Any:
     if name not in presets:
         raise ValueError(f"unknown {adapter} preset {name!r}.{suggest(name, list(presets))} Known: {', '.join(presets)}")

@@ -25,6 +25,12 @@ from tsbench.models.cost import VQDecode
 CODEBOOK_USAGE_WINDOW = 65536
 
 
+def vq_downsample(channel_multiplier: tuple[int, ...] | list[int]) -> int:
+    """Pixels per token side of a VQ whose encoder halves the image between consecutive channel levels
+    (LlamaGen's, Janus's and Emu3's alike)."""
+    return 2 ** (len(channel_multiplier) - 1)
+
+
 @dataclass(frozen=True)
 class VQConfig:
     """Shape of a VQ tokenizer. ``num_res_blocks`` counts encoder blocks per level; the decoder has one
@@ -43,7 +49,7 @@ class VQConfig:
     @property
     def downsample(self) -> int:
         """Pixels per token side: one stride-2 step between consecutive levels."""
-        return 2 ** (len(self.ch_mult) - 1)
+        return vq_downsample(self.ch_mult)
 
 
 VQ_PRESETS: dict[str, VQConfig] = {
