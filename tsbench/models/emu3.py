@@ -29,7 +29,8 @@ from torch import nn
 
 from tsbench.config.suite import option
 from tsbench.models import hf
-from tsbench.models.base import Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters, make_options
+from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters,
+                                 left_pad, make_options)
 from tsbench.models.checkpoint import CheckpointError, files_digest
 from tsbench.models.cost import CostModel, Transformer, VQDecode
 from tsbench.models.shuffle import check_grid
@@ -174,7 +175,7 @@ class Emu3T2I(ARImageModel):
         rows = [row(self.options.prompt_template.format(prompt=p)) for p in prompts]
         if cfg:
             rows += [row(self.options.negative_prompt)] * len(prompts)
-        tokens, mask = hf.left_pad(rows, ids.pad, self.hf.lm_head.weight.device)
+        tokens, mask = left_pad(rows, ids.pad, self.hf.lm_head.weight.device)
         return Conditioning(mask=mask, tokens=tokens)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:

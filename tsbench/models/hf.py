@@ -111,17 +111,6 @@ def build_random(model_class: type, config: Any, device: str | torch.device) -> 
         return model_class(config)
 
 
-def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token rows -> ids [rows, T] and mask [rows, T], left-padded so that every row ends together."""
-    length = max(map(len, rows))
-    tokens = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), length, dtype=torch.bool)
-    for i, row in enumerate(rows):
-        tokens[i, length - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, length - len(row):] = True
-    return tokens.to(device), mask.to(device)
-
-
 def _cache_kwarg(lm: nn.Module) -> str:
     """transformers renamed ``past_key_values`` to ``cache`` during 5.x; pass whichever this version reads.
     Looked up once per model class, not at every decode step."""

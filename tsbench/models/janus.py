@@ -34,7 +34,7 @@ from torch import nn
 from tsbench.config.suite import option
 from tsbench.models import hf
 from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
-                                 count_parameters, make_options)
+                                 count_parameters, left_pad, make_options)
 from tsbench.models.checkpoint import CheckpointError, files_digest
 from tsbench.models.cost import CostModel, Shuffle, Transformer, VQDecode
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
@@ -179,7 +179,7 @@ class JanusT2I(ARImageModel):
                 for p in prompts]
         if cfg:
             rows += [[ids.bos, *[ids.pad] * (len(row) - 2), ids.boi] for row in rows]
-        tokens, mask = hf.left_pad(rows, ids.pad, self.hf.get_input_embeddings().weight.device)
+        tokens, mask = left_pad(rows, ids.pad, self.hf.get_input_embeddings().weight.device)
         return Conditioning(mask=mask, tokens=tokens)
 
     # ---- decoding -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from torch import nn
 from tsbench.config.registry import suggest
 from tsbench.config.suite import option
 from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters,
-                                 make_options)
+                                 left_pad, make_options)
 from tsbench.models.checkpoint import (CheckpointError, check_tensor_file, file_digest, load_strict, read_tensors,
                                       unwrap_state_dict)
 from tsbench.models.cost import CostModel, Shuffle, Transformer
@@ -165,15 +165,9 @@ class TokenShuffleLM(ARImageModel):
         rows = [[bos, *text[:budget], soi] for text in texts]
         if cfg:
             rows += [[bos, soi]] * len(prompts)
-        length = max(map(len, rows))
-        device = self.tok_embeddings.weight.device
-        tokens = torch.zeros(len(rows), length, dtype=torch.long)
-        mask = torch.zeros(len(rows), length, dtype=torch.bool)
-        for i, row in enumerate(rows):  # left padding: every row ends at the same position
-            tokens[i, length - len(row):] = torch.tensor(row)
-            mask[i, length - len(row):] = True
-        return Conditioning(mask=mask.to(device), tokens=tokens.to(device),
-                            truncated=sum(len(text) > budget for text in texts), text_budget=budget)
+        tokens, mask = left_pad(rows, 0, self.tok_embeddings.weight.device)
+        return Conditioning(mask=mask, tokens=tokens, truncated=sum(len(text) > budget for text in texts),
+                            text_budget=budget)
 
     # ---- decoding -----------------------------------------------------------------------------
     def _rotations(self, positions: torch.Tensor) -> torch.Tensor:
