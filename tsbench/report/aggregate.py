@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from tsbench.io import atomic_write_bytes, atomic_write_text
+from tsbench.models.base import PARTIAL_RANDOM
 from tsbench.runner.store import RunStore
 
 # config column -> row keys that may hold it, first non-null wins (error rows lack the model.* keys); the
@@ -43,7 +44,7 @@ METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "
 NOT_METRICS = ("quality.prompts", "quality.images_per_prompt", "quality.benchmark_prompts")
 # Weights that make a row cost-only: new, untrained modules around a trained backbone. Their quality
 # columns are dropped, so no table or plot sets them beside trained models' quality.
-COST_ONLY_WEIGHTS = ("partial-random",)
+COST_ONLY_WEIGHTS = (PARTIAL_RANDOM,)
 HIGHER_IS_BETTER = ("throughput.", "quality.", "roofline.decode_fraction", "roofline.achieved_flop_s")
 KEY_FORMATS = {"window": "s = {}", "resolution": "{} px", "batch_size": "batch {}", "cfg_scale": "cfg {:g}"}
 
