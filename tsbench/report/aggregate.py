@@ -6,17 +6,14 @@ columns (window, resolution, ...) so any pair of runs can be compared on them.
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from tsbench.io import atomic_write_bytes, atomic_write_text
 from tsbench.models.base import PARTIAL_RANDOM
-from tsbench.runner.store import RunStore
+from tsbench.runner.store import RunStore, read_manifest, run_labels, write_tables
 
 # config column -> row keys that may hold it, first non-null wins (error rows lack the model.* keys); the
 # window the model really ran at comes first (a null config window means "the checkpoint's")
@@ -71,21 +68,6 @@ def key_text(key: str, value: Any) -> str:
     if key == "compile" and pd.notna(value):
         return "compiled" if value else "eager"
     return KEY_FORMATS.get(key, "{}").format(value) if pd.notna(value) else f"{key} ?"
-
-
-def run_labels(run_dirs: Iterable[str | Path]) -> list[str]:
-    """Short unique names: the directory name, with its parent when two runs share a name."""
-    paths = [Path(d).resolve() for d in run_dirs]
-    names = [p.name for p in paths]
-    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
-
-
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """The run's manifest.json, or {} when it is missing or unreadable (rows alone still make a report)."""
-    try:
-        return json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _coalesce(row: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -184,10 +166,4 @@ def geomean(values: Iterable[float]) -> float:
 
 def export(frame: pd.DataFrame, out_dir: str | Path, stem: str = "tidy") -> tuple[Path, Path]:
     """``<stem>.csv`` and ``<stem>.parquet`` in ``out_dir``, each replaced atomically."""
-    out_dir = Path(out_dir)
-    csv_path, parquet_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.parquet"
-    atomic_write_text(csv_path, frame.to_csv(index=False))
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    atomic_write_bytes(parquet_path, buffer.getvalue())
-    return csv_path, parquet_path
+    return write_tables(frame, Path(out_dir) / f"{stem}.csv", Path(out_dir) / f"{stem}.parquet")
