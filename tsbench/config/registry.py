@@ -81,7 +81,8 @@ class Registry(Generic[T]):
 # The registries of the layers above config, by kind. Config validates names against them through
 # ``registry(kind)``, which imports a registry module only when a config is checked: config imports none
 # of them at import time and knows none of their entries.
-REGISTRIES = {"benchmark": "tsbench.benchmarks.registry:BENCHMARKS", "scorer": "tsbench.scoring:SCORERS"}
+REGISTRIES = {"adapter": "tsbench.models:ADAPTERS", "benchmark": "tsbench.benchmarks.registry:BENCHMARKS",
+              "scorer": "tsbench.scoring:SCORERS"}
 
 
 def registry(kind: str) -> Registry[Any]:
