@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import unknown_name
 from tsbench.models.base import DecodeState
 from tsbench.models.checkpoint import CheckpointError
 
@@ -76,7 +76,7 @@ def checkpoint_config(path: str | Path, adapter: str, model_type: str, hint: str
 
 def preset_spec(adapter: str, name: str, presets: dict[str, Any]) -> Any:
     if name not in presets:
-        raise ValueError(f"unknown {adapter} preset {name!r}.{suggest(name, list(presets))} Known: {', '.join(presets)}")
+        raise ValueError(unknown_name(f"{adapter} preset", name, presets))
     return presets[name]
 
 

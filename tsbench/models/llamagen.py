@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import unknown_name
 from tsbench.config.suite import FieldError, option
 from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
                                  make_options)
@@ -105,8 +105,7 @@ def get_llamagen_config(name: str) -> LlamaGenConfig:
     try:
         return LLAMAGEN_CONFIGS[name]
     except KeyError:
-        known = list(LLAMAGEN_CONFIGS)
-        raise ValueError(f"unknown LlamaGen preset {name!r}.{suggest(name, known)} Known: {', '.join(known)}") from None
+        raise ValueError(unknown_name("LlamaGen preset", name, LLAMAGEN_CONFIGS)) from None
 
 
 # ---------------------------------------------------------------------------------------------

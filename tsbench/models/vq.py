@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import unknown_name
 from tsbench.config.suite import FieldError, option
 from tsbench.models.checkpoint import load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import VQDecode
@@ -302,8 +302,7 @@ class VQOptions:
 
     def __post_init__(self) -> None:
         if self.vq is not None and self.vq not in VQ_PRESETS:  # a typo fails when the suite loads
-            raise FieldError("vq", f"unknown VQ preset {self.vq!r}.{suggest(self.vq, list(VQ_PRESETS))} "
-                                   f"Known: {', '.join(VQ_PRESETS)}")
+            raise FieldError("vq", unknown_name("VQ preset", self.vq, VQ_PRESETS))
 
 
 def decode_cost(config: VQConfig) -> VQDecode:
