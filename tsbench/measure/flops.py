@@ -179,7 +179,7 @@ def analytic_flops(model_or_cost: ARImageModel | CostModel, resolution: int | tu
 
 
 # ---- counters -------------------------------------------------------------------------------------
-def _cpu_sdpa_flops(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _cpu_sdpa_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
     """FlopCounterMode has no formula for the default CPU SDPA kernel and would count 0 (harness.md 11.3)."""
     return sdpa_flop_count(query, key, value)
 

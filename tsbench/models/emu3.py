@@ -63,7 +63,6 @@ class Emu3Preset:
     pad: int
     special: tuple[tuple[str, int], ...]  # SPECIAL names -> ids
     visual_offset: int  # id of visual token 0; the codebook's tokens follow in order
-    native_resolution: int = 720
     codebook: int = 32768
     code_dim: int = 4
     vq_channels: int = 256
@@ -91,7 +90,7 @@ EMU3_PRESETS: dict[str, Emu3Preset] = {
     # bytes 0..255 are text ids; a 4 x 4 token grid at 32^2
     "tiny": Emu3Preset(hidden=32, layers=2, heads=4, kv_heads=2, ffn=64, vocab=330, bos=256, eos=257, pad=258,
                        special=(("eol", 259), ("eof", 260), ("wrapper", 261), ("boi", 262), ("eoi", 263)),
-                       visual_offset=265, native_resolution=32, codebook=64, vq_channels=32, vq_res_blocks=1,
+                       visual_offset=265, codebook=64, vq_channels=32, vq_res_blocks=1,
                        max_positions=512),
 }
 
