@@ -44,7 +44,8 @@ from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, 
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, ar_steps, check_grid, check_window
 from tsbench.models.vq import VQOptions, decode_cost, get_vq_config
 
-# sample_t2i.py / sample_t2i_ddp.py command-line defaults; the engine applies them, the adapter never samples
+# sample_t2i.py / sample_t2i_ddp.py command-line defaults, which suites/llamagen.yaml sets as its workload (the
+# engine samples with a suite's workload; the adapter never samples)
 LLAMAGEN_SAMPLING_DEFAULTS: dict[str, float] = {"cfg_scale": 7.5, "top_k": 1000, "top_p": 1.0, "temperature": 1.0}
 
 
