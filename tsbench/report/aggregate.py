@@ -14,6 +14,7 @@ import pandas as pd
 
 from tsbench.models.base import PARTIAL_RANDOM
 from tsbench.runner.store import RunStore, read_manifest, run_labels, write_tables
+from tsbench.scoring.aggregate import column as quality_column
 
 # config column -> row keys that may hold it, first non-null wins (error rows lack the model.* keys); the
 # window the model really ran at comes first (a null config window means "the checkpoint's")
@@ -57,7 +58,7 @@ def higher_is_better(metric: str, cells: pd.DataFrame | None = None) -> bool:
     """Throughput grows with goodness; time, FLOPs and memory shrink; a quality column goes the way its
     scorer declared (``quality.<scorer>.direction`` in ``cells``), higher by default."""
     if metric.startswith("quality.") and cells is not None:
-        direction = f"quality.{metric.split('.')[1]}.direction"
+        direction = quality_column(metric.split(".")[1], "direction")
         if direction in cells and (cells[direction] == "lower").any():
             return False
     return metric.startswith(HIGHER_IS_BETTER)
