@@ -32,8 +32,8 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "weights": ("model.weights",),
 }
 CONFIG_COLUMNS = list(CONFIG_KEYS)
-# config columns that legitimately change with the compared one: a trained preset ships one checkpoint
-# per window (preset 'shapes'), so its weights hash follows the window and must not block the pairing
+# config columns that legitimately change with the compared one: a trained preset may ship one checkpoint
+# per window, so its weights hash follows the window and must not block the pairing
 VARIES_WITH: dict[str, tuple[str, ...]] = {"window": ("weights",)}
 ID_COLUMNS = ["run", "suite", "cell_id", "status", *CONFIG_COLUMNS]
 INTEGER_COLUMNS = ("window", "resolution", "batch_size")
