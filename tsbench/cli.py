@@ -54,6 +54,11 @@ def _positive_int(limit: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _suite_names() -> list[str]:
+    """The suites in ./suites, by name."""
+    return sorted(p.stem for p in Path("suites").glob("*.yaml"))
+
+
 def _suite_path(name: str) -> Path:
     path = Path(name)
     if path.is_file():
@@ -61,7 +66,7 @@ def _suite_path(name: str) -> Path:
     candidate = Path("suites") / f"{name}.yaml"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in Path("suites").glob("*.yaml")) if Path("suites").is_dir() else []
+    known = _suite_names()
     raise UsageError(f"suite {name!r} not found: give a YAML path" + (f" or one of {', '.join(known)}" if known else ""))
 
 
@@ -129,7 +134,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         "presets": tsbench.list_presets,
         "options": _adapter_options,
         "schedules": tsbench.list_schedules,
-        "suites": lambda: sorted(p.stem for p in Path("suites").glob("*.yaml")),
+        "suites": _suite_names,
         "benchmarks": BENCHMARKS.names,
         "scorers": SCORERS.names,
     }

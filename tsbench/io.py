@@ -3,6 +3,7 @@ partial one, and the rename survives a crash."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -17,6 +18,15 @@ SAFE_NAME_RULE = "use letters, digits, '.', '_' or '-' only (starting with a let
 def is_safe_name(name: str) -> bool:
     """Whether ``name`` is a single, harmless file or directory name (see SAFE_NAME_RULE)."""
     return bool(_SAFE_NAME.fullmatch(name)) and ".." not in name
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (multi-GB checkpoints stay out of memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

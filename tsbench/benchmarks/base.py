@@ -74,7 +74,7 @@ class Benchmark:
 
     name: str
     title: str
-    protocol: str = ""  # the default protocol in one line (README, `tsbench list benchmarks`)
+    protocol: str = ""  # the default protocol in one line, as the README's table of suites gives it
     versions: tuple[str, ...] = ()  # () = unversioned
     default_version: str | None = None
     tags: tuple[str, ...] = ()  # official order of the summary (without "overall")

@@ -17,10 +17,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tsbench.io import atomic_write_text
+from tsbench.io import atomic_write_text, file_sha256
 
 from .errors import DataFetchError, DataNotFoundError
-from .prompts import file_sha256
 
 GENEVAL_COMMIT = "af4902f24d3ca90ebbb446dd9891a59e0f82725f"
 _GENEVAL_RAW = f"https://raw.githubusercontent.com/djghosh13/geneval/{GENEVAL_COMMIT}/prompts"

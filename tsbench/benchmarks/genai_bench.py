@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tsbench.io import file_sha256
+
 from .base import Aggregate, Benchmark, PublishedMetric, SummaryRule, members, tags_in_order
 from .data import resolve_data_dir
 from .errors import PromptFileError
 from .layout import keyed_image_path, write_jpeg
-from .prompts import Prompt, PromptSet, file_sha256
+from .prompts import Prompt, PromptSet
 
 if TYPE_CHECKING:
     from PIL import Image

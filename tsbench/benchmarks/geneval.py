@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tsbench.io import file_sha256
+
 from .base import Aggregate, Benchmark, PublishedMetric, SummaryRule, members
 from .data import resolve_data_dir
 from .errors import PromptFileError
 from .layout import geneval_image_path, write_geneval_metadata, write_png
-from .prompts import Prompt, PromptSet, file_sha256
+from .prompts import Prompt, PromptSet
 
 if TYPE_CHECKING:
     from PIL import Image

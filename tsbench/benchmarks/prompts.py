@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from ..io import SAFE_NAME_RULE, is_safe_name
+from ..io import SAFE_NAME_RULE, file_sha256, is_safe_name
 from .errors import PromptFileError
 
 
@@ -87,14 +87,6 @@ def content_sha256(prompts: Iterable[Prompt]) -> str:
         row = [p.id, p.text, list(p.tags), p.metadata, p.rewritten]
         h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

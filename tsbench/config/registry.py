@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import threading
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -26,6 +26,12 @@ def suggest(name: str, choices: list[str]) -> str:
     """' Did you mean ...?' for the closest choices, or '' when nothing is close."""
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """The message for a name that is not in ``known``: ``unknown KIND 'NAME'. Did you mean ...? Known: ...``."""
+    known = list(known)
+    return f"unknown {kind} {name!r}.{suggest(name, known)} Known: {', '.join(known)}"
 
 
 class Registry(Generic[T]):
@@ -51,10 +57,7 @@ class Registry(Generic[T]):
         try:
             entry = self._entries[name]
         except KeyError:
-            raise RegistryError(
-                f"unknown {self.kind} {name!r}.{suggest(name, self.names())} "
-                f"Known: {', '.join(self.names())}"
-            ) from None
+            raise RegistryError(unknown_name(self.kind, name, self.names())) from None
         if isinstance(entry, str):
             entry = self._resolve(entry)
             self._entries[name] = entry
@@ -81,7 +84,8 @@ class Registry(Generic[T]):
 # The registries of the layers above config, by kind. Config validates names against them through
 # ``registry(kind)``, which imports a registry module only when a config is checked: config imports none
 # of them at import time and knows none of their entries.
-REGISTRIES = {"benchmark": "tsbench.benchmarks.registry:BENCHMARKS", "scorer": "tsbench.scoring:SCORERS"}
+REGISTRIES = {"adapter": "tsbench.models:ADAPTERS", "benchmark": "tsbench.benchmarks.registry:BENCHMARKS",
+              "scorer": "tsbench.scoring:SCORERS"}
 
 
 def registry(kind: str) -> Registry[Any]:

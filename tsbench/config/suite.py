@@ -83,14 +83,6 @@ def tensor_file_options(options: Any) -> dict[str, str]:
             if f.metadata.get("tensor_file") and getattr(options, f.name)}
 
 
-def adapter_options_class(adapter: str) -> type:
-    """The options dataclass an adapter declares. The adapter registry lives with the models; it is
-    reached here lazily, by name, so importing the config layer imports no model code."""
-    from tsbench.models import ADAPTERS
-
-    return ADAPTERS.get(adapter).options
-
-
 @dataclass
 class ModelConfig:
     """Which model runs, with which weights, precision and device; ``options`` are the adapter's own."""
@@ -123,8 +115,10 @@ class ModelConfig:
 
 
 def _options_class(adapter: str) -> type:
+    """The options dataclass an adapter declares, from the adapter registry (reached by name, like the
+    benchmark and scorer registries, so importing the config layer imports no model code)."""
     try:
-        return adapter_options_class(adapter)
+        return registry("adapter").get(adapter).options
     except KeyError as err:  # RegistryError: unknown adapter, with a suggestion
         raise FieldError("adapter", str(err)) from None
 

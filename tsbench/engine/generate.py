@@ -12,7 +12,7 @@ import torch
 from tsbench.engine.cfg import cfg_scale as schedule_weight
 from tsbench.engine.sampling import SamplingConfig, guide, sample
 from tsbench.models.base import ARImageModel
-from tsbench.models.shuffle import windows_to_grid
+from tsbench.models.shuffle import ar_steps, windows_to_grid
 from tsbench.models.vq import to_uint8
 
 StepCallback = Callable[[int, float], None]  # (step index, perf_counter timestamp after the step)
@@ -52,10 +52,10 @@ def generate_tokens(model: ARImageModel, prompts: list[str], grid: tuple[int, in
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     batch, s = len(prompts), model.window
     state, logits = model.start(model.condition(prompts, cfg=guidance.enabled, grid=grid), grid)
-    steps = (grid[0] // s) * (grid[1] // s)
+    steps = ar_steps(grid, s)
+    weights = [schedule_weight(guidance.schedule, i, steps, guidance.scale, guidance.interval) for i in range(steps)]
     windows = torch.empty(batch, steps, s * s, dtype=torch.long, device=device)
-    for i in range(steps):
-        weight = schedule_weight(guidance.schedule, i, steps, guidance.scale, guidance.interval)
+    for i, weight in enumerate(weights):
         codes = sample(guide(logits, batch, weight), sampling, generators)
         windows[:, i] = codes
         if i + 1 < steps:  # the last window is never fed back

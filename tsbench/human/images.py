@@ -8,7 +8,6 @@ Only images that every compared cell has for the same prompt and seed are rated.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,7 +17,7 @@ import yaml
 from tsbench.benchmarks import load_prompts
 from tsbench.benchmarks.layout import read_records
 from tsbench.config.registry import suggest
-from tsbench.runner.store import RunStore
+from tsbench.runner.store import RunStore, read_manifest, run_labels
 
 BENCHMARK, SAMPLES = "benchmark", "samples"
 
@@ -74,23 +73,15 @@ class Study:
     notes: list[str] = field(default_factory=list)
 
 
-def _run_names(run_dirs: list[Path]) -> list[str]:
-    names = [d.resolve().name for d in run_dirs]
-    return [f"{d.resolve().parent.name}/{n}" if names.count(n) > 1 else n for d, n in zip(run_dirs, names)]
-
-
 def load_cells(run_dirs: Iterable[str | Path]) -> list[CellRef]:
     """Every cell whose latest row is ok, from every run directory."""
     run_dirs = [Path(d) for d in run_dirs]
     cells = []
-    for run_dir, name in zip(run_dirs, _run_names(run_dirs)):
+    for run_dir, name in zip(run_dirs, run_labels(run_dirs)):
         if not (run_dir / "results.jsonl").is_file():
             raise HumanEvalError(f"{run_dir} is not a run directory (no results.jsonl); give directories "
                                  "written by 'tsbench run'")
-        try:
-            manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = {}
+        manifest = read_manifest(run_dir)
         quality = {c.get("id"): c.get("config", {}).get("quality") or {} for c in manifest.get("cells", [])}
         for row in RunStore(run_dir).load_rows():
             if row.get("status") == "ok":

@@ -185,9 +185,6 @@ class VoteStore:
                         pairs.append(_pair(row))
         return ids, pairs
 
-    def system_names(self) -> dict[int, str]:
-        return {r["id"]: r["name"] for r in self._read("SELECT id, name FROM systems")}
-
     # ---- raters and presentations -------------------------------------------------------------------
     def rater(self, name: str) -> int:
         """The rater's id, created on first use."""

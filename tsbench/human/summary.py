@@ -26,14 +26,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tsbench.human.protocol import QUESTIONS
+from tsbench.human.protocol import QUESTIONS, STORED_CHOICES
 from tsbench.human.store import is_human_db, read_votes
 from tsbench.stats import CONFIDENCE, SEED, bootstrap_intervals, resampled_sums
 
 N_RESAMPLES = 2000  # the human summary's own count, printed with it (quality tables: stats.DEFAULT_RESAMPLES)
 BT_PRIOR = 0.5
 OUTCOMES = ("win", "tie", "lose")
-CHOICE_INDEX = {"a": 0, "tie": 1, "b": 2}
+CHOICE_INDEX = {choice: i for i, choice in enumerate(STORED_CHOICES)}  # a / tie / b -> win / tie / lose
 CHOICE_VALUE = {"a": 1.0, "tie": 0.0, "b": -1.0}
 
 

@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from tsbench.models.base import ARImageModel
 from tsbench.models.cost import CostModel, Shuffle, TextEncoder, VQDecode, decode_feed
+from tsbench.models.shuffle import ar_steps
 
 CONVENTION = "2*MAC"
 PHASES = ("text_encoder", "prefill", "decode", "vq_decode")
@@ -75,10 +76,6 @@ class FlopBreakdown:
 # ---- analytic model -------------------------------------------------------------------------------
 def _cost(model_or_cost: ARImageModel | CostModel) -> CostModel:
     return model_or_cost if isinstance(model_or_cost, CostModel) else model_or_cost.cost_model()
-
-
-def _ar_steps(grid: tuple[int, int], window: int) -> int:
-    return (grid[0] // window) * (grid[1] // window)
 
 
 def _linear_per_token(cost: CostModel) -> dict[str, int]:
@@ -172,7 +169,7 @@ def analytic_flops(model_or_cost: ARImageModel | CostModel, resolution: int | tu
     table["vq_decode"] = {"vq_decoder": vq_decode_flops(cost.vq, grid)}
     f = cost.vq.downsample
     meta = {"source": "analytic", "resolution": [grid[0] * f, grid[1] * f], "grid": list(grid),
-            "window": cost.window, "ar_steps": _ar_steps(grid, cost.window), "cfg": cfg, "rows_per_image": rows,
+            "window": cost.window, "ar_steps": ar_steps(grid, cost.window), "cfg": cfg, "rows_per_image": rows,
             "prompt_tokens": t, "decode_positions": sum(decode_feed(cost, grid)),
             "zero_cost": "norms, softmax, activations, rotary embeddings, embedding lookups, sampling"}
     if cost.text_encoder is not None:
@@ -182,7 +179,7 @@ def analytic_flops(model_or_cost: ARImageModel | CostModel, resolution: int | tu
 
 
 # ---- counters -------------------------------------------------------------------------------------
-def _cpu_sdpa_flops(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _cpu_sdpa_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
     """FlopCounterMode has no formula for the default CPU SDPA kernel and would count 0 (harness.md 11.3)."""
     return sdpa_flop_count(query, key, value)
 

@@ -52,6 +52,17 @@ class Conditioning:
         return self.mask.shape[1]
 
 
+def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows -> ids [rows, T] and mask [rows, T], left-padded so that every row ends together."""
+    length = max(map(len, rows))
+    tokens = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        tokens[i, length - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, length - len(row):] = True
+    return tokens.to(device), mask.to(device)
+
+
 @dataclass
 class DecodeState:
     """Everything a decode step needs besides the new codes."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from tsbench.io import file_sha256
+
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 TENSOR_FILE_LAYOUT = (f"a .safetensors file, or a torch file ({', '.join(TORCH_SUFFIXES)}) holding a dict of "
                       "tensors (torch.save's zip format)")
@@ -34,11 +36,7 @@ def file_digest(path: str | Path, length: int = 12) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def files_digest(paths: list[Path], length: int = 12) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping
 
+from tsbench.models.shuffle import ar_steps, check_grid
+
 
 @dataclass(frozen=True)
 class Transformer:
@@ -119,11 +121,9 @@ def token_grid(resolution: int | tuple[int, int], downsample: int) -> tuple[int,
 def decode_feed(cost: CostModel, grid: tuple[int, int]) -> list[int]:
     """Positions each decode step feeds: one fused window, plus ``row_end_tokens`` after the last window
     of a row. Every window but the last is fed back (the last is sampled and never fed)."""
-    s = cost.window
-    if grid[0] % s or grid[1] % s:
-        raise ValueError(f"token grid {grid[0]}x{grid[1]} is not divisible by shuffle window {s}")
-    per_row, steps = grid[1] // s, (grid[0] // s) * (grid[1] // s)
-    return [1 + (cost.row_end_tokens if (k + 1) % per_row == 0 else 0) for k in range(steps - 1)]
+    check_grid(grid, cost.window)
+    per_row = grid[1] // cost.window
+    return [1 + (cost.row_end_tokens if (k + 1) % per_row == 0 else 0) for k in range(ar_steps(grid, cost.window) - 1)]
 
 
 def kv_bytes_per_position(cost: CostModel, rows: int, element_size: int) -> int:

@@ -29,11 +29,13 @@ from torch import nn
 
 from tsbench.config.suite import option
 from tsbench.models import hf
-from tsbench.models.base import Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters, make_options
+from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters,
+                                 left_pad, make_options)
 from tsbench.models.checkpoint import CheckpointError, files_digest
 from tsbench.models.cost import CostModel, Transformer, VQDecode
 from tsbench.models.shuffle import check_grid
 from tsbench.models.tokenizer import ByteTokenizer, HFTokenizer
+from tsbench.models.vq import vq_downsample
 
 DOWNLOAD_HINT = ("the transformers layout, e.g. `huggingface-cli download BAAI/Emu3-Gen-hf --local-dir DIR`; "
                  "BAAI/Emu3-Gen itself is the original remote-code layout")
@@ -61,7 +63,6 @@ class Emu3Preset:
     pad: int
     special: tuple[tuple[str, int], ...]  # SPECIAL names -> ids
     visual_offset: int  # id of visual token 0; the codebook's tokens follow in order
-    native_resolution: int = 720
     codebook: int = 32768
     code_dim: int = 4
     vq_channels: int = 256
@@ -89,7 +90,7 @@ EMU3_PRESETS: dict[str, Emu3Preset] = {
     # bytes 0..255 are text ids; a 4 x 4 token grid at 32^2
     "tiny": Emu3Preset(hidden=32, layers=2, heads=4, kv_heads=2, ffn=64, vocab=330, bos=256, eos=257, pad=258,
                        special=(("eol", 259), ("eof", 260), ("wrapper", 261), ("boi", 262), ("eoi", 263)),
-                       visual_offset=265, native_resolution=32, codebook=64, vq_channels=32, vq_res_blocks=1,
+                       visual_offset=265, codebook=64, vq_channels=32, vq_res_blocks=1,
                        max_positions=512),
 }
 
@@ -173,7 +174,7 @@ class Emu3T2I(ARImageModel):
         rows = [row(self.options.prompt_template.format(prompt=p)) for p in prompts]
         if cfg:
             rows += [row(self.options.negative_prompt)] * len(prompts)
-        tokens, mask = hf.left_pad(rows, ids.pad, self.hf.lm_head.weight.device)
+        tokens, mask = left_pad(rows, ids.pad, self.hf.lm_head.weight.device)
         return Conditioning(mask=mask, tokens=tokens)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -273,7 +274,7 @@ def emu3_geometry(preset: str | None, checkpoint: str | None, window: int | None
     else:
         config_class = hf.transformers_module("emu3").Emu3Config
         mult = hf.checkpoint_config(checkpoint, "emu3", "emu3", DOWNLOAD_HINT, config_class).vq_config.channel_multiplier
-    return Geometry((1,), window or 1, hf.vq_downsample(mult))
+    return Geometry((1,), window or 1, vq_downsample(mult))
 
 
 ADAPTER = Adapter(build=build_emu3, presets=lambda: list(EMU3_PRESETS), default_preset="emu3-gen", options=Emu3Options,

@@ -8,6 +8,7 @@ far (so attention reads the real prefix, as the analytic FLOP model assumes).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import unknown_name
 from tsbench.models.base import DecodeState
 from tsbench.models.checkpoint import CheckpointError
 
@@ -73,14 +74,9 @@ def checkpoint_config(path: str | Path, adapter: str, model_type: str, hint: str
                               f"expected {hint}", path) from None
 
 
-def vq_downsample(channel_multiplier: Any) -> int:
-    """Pixels per token side of a VQ whose encoder halves the image between consecutive channel levels."""
-    return 2 ** (len(channel_multiplier) - 1)
-
-
 def preset_spec(adapter: str, name: str, presets: dict[str, Any]) -> Any:
     if name not in presets:
-        raise ValueError(f"unknown {adapter} preset {name!r}.{suggest(name, list(presets))} Known: {', '.join(presets)}")
+        raise ValueError(unknown_name(f"{adapter} preset", name, presets))
     return presets[name]
 
 
@@ -115,20 +111,15 @@ def build_random(model_class: type, config: Any, device: str | torch.device) -> 
         return model_class(config)
 
 
-def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token rows -> ids [rows, T] and mask [rows, T], left-padded so that every row ends together."""
-    length = max(map(len, rows))
-    tokens = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), length, dtype=torch.bool)
-    for i, row in enumerate(rows):
-        tokens[i, length - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, length - len(row):] = True
-    return tokens.to(device), mask.to(device)
-
-
 def _cache_kwarg(lm: nn.Module) -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` during 5.x; pass whichever this version reads."""
-    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+    """transformers renamed ``past_key_values`` to ``cache`` during 5.x; pass whichever this version reads.
+    Looked up once per model class, not at every decode step."""
+    return _cache_kwarg_of(type(lm))
+
+
+@functools.cache
+def _cache_kwarg_of(lm_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
 
 
 def prefill(lm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor,

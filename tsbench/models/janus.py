@@ -34,11 +34,12 @@ from torch import nn
 from tsbench.config.suite import option
 from tsbench.models import hf
 from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
-                                 count_parameters, make_options)
+                                 count_parameters, left_pad, make_options)
 from tsbench.models.checkpoint import CheckpointError, files_digest
 from tsbench.models.cost import CostModel, Shuffle, Transformer, VQDecode
 from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
 from tsbench.models.tokenizer import ByteTokenizer, HFTokenizer
+from tsbench.models.vq import vq_downsample
 
 DOWNLOAD_HINT = ("the transformers layout, e.g. `huggingface-cli download deepseek-community/Janus-Pro-7B "
                  "--local-dir DIR`; deepseek-ai/Janus-Pro-7B itself is the original multi_modality layout")
@@ -138,7 +139,7 @@ def _vq_cost(vq_config: Any) -> VQDecode:
             vqmodel = t.JanusVQVAE(vq_config)
         return _decode(vqmodel, torch.zeros(1, *grid, dtype=torch.long, device="meta"))
 
-    return VQDecode(key=("janus", vq_config.to_json_string()), downsample=hf.vq_downsample(vq_config.channel_multiplier),
+    return VQDecode(key=("janus", vq_config.to_json_string()), downsample=vq_downsample(vq_config.channel_multiplier),
                     run_on_meta=run_on_meta)
 
 
@@ -165,7 +166,7 @@ class JanusT2I(ARImageModel):
 
     @property
     def downsample(self) -> int:
-        return hf.vq_downsample(self.hf.config.vq_config.channel_multiplier)
+        return vq_downsample(self.hf.config.vq_config.channel_multiplier)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         return _decode(self.hf.model.vqmodel, codes)
@@ -178,7 +179,7 @@ class JanusT2I(ARImageModel):
                 for p in prompts]
         if cfg:
             rows += [[ids.bos, *[ids.pad] * (len(row) - 2), ids.boi] for row in rows]
-        tokens, mask = hf.left_pad(rows, ids.pad, self.hf.get_input_embeddings().weight.device)
+        tokens, mask = left_pad(rows, ids.pad, self.hf.get_input_embeddings().weight.device)
         return Conditioning(mask=mask, tokens=tokens)
 
     # ---- decoding -----------------------------------------------------------------------------
@@ -300,7 +301,7 @@ def janus_geometry(preset: str | None, checkpoint: str | None, window: int | Non
     else:
         config_class = hf.transformers_module("janus").JanusConfig
         mult = hf.checkpoint_config(checkpoint, "janus", "janus", DOWNLOAD_HINT, config_class).vq_config.channel_multiplier
-    return Geometry(WINDOWS, window or 1, hf.vq_downsample(mult))
+    return Geometry(WINDOWS, window or 1, vq_downsample(mult))
 
 
 ADAPTER = Adapter(build=build_janus, presets=lambda: list(JANUS_PRESETS), default_preset="janus-pro-7b",

@@ -34,17 +34,18 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import unknown_name
 from tsbench.config.suite import FieldError, option
 from tsbench.models.base import (PARTIAL_RANDOM, Adapter, ARImageModel, Conditioning, DecodeState, Geometry,
                                  make_options)
 from tsbench.models.checkpoint import CheckpointError, file_digest, load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import CostModel, Shuffle, TextEncoder, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attend, attention_mask
-from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid
+from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, ar_steps, check_grid, check_window
 from tsbench.models.vq import VQOptions, decode_cost, get_vq_config
 
-# sample_t2i.py / sample_t2i_ddp.py command-line defaults; the engine applies them, the adapter never samples
+# sample_t2i.py / sample_t2i_ddp.py command-line defaults, which suites/llamagen.yaml sets as its workload (the
+# engine samples with a suite's workload; the adapter never samples)
 LLAMAGEN_SAMPLING_DEFAULTS: dict[str, float] = {"cfg_scale": 7.5, "top_k": 1000, "top_p": 1.0, "temperature": 1.0}
 
 
@@ -105,8 +106,7 @@ def get_llamagen_config(name: str) -> LlamaGenConfig:
     try:
         return LLAMAGEN_CONFIGS[name]
     except KeyError:
-        known = list(LLAMAGEN_CONFIGS)
-        raise ValueError(f"unknown LlamaGen preset {name!r}.{suggest(name, known)} Known: {', '.join(known)}") from None
+        raise ValueError(unknown_name("LlamaGen preset", name, LLAMAGEN_CONFIGS)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,8 +426,7 @@ class LlamaGenT2I(ARImageModel):
     def __init__(self, config: LlamaGenConfig, window: int = 1, preset: str = "custom",
                  adapter: str = "llamagen") -> None:
         super().__init__()
-        if window not in WINDOWS:
-            raise ValueError(f"shuffle window {window} is not supported; use one of {WINDOWS}")
+        check_window(window)
         self.config, self.window, self.preset, self.adapter = config, window, preset, adapter
         self.backbone_weights: str | None = None  # the checkpoint's hash when weights is PARTIAL_RANDOM
         self.codebook_size = config.vocab_size
@@ -526,7 +525,7 @@ class LlamaGenT2I(ARImageModel):
         check_grid(grid, self.window)
         self.check_condition(cond)
         rows, cond_len = cond.rows, cond.length
-        steps = (grid[0] // self.window) * (grid[1] // self.window)
+        steps = ar_steps(grid, self.window)
         weight = self.output.weight
         cache = KVCache.allocate(self.config.n_layer, rows, self.config.n_head, cond_len + steps - 1,
                                  self.config.head_dim, weight.device, weight.dtype)
@@ -551,7 +550,7 @@ class LlamaGenT2I(ARImageModel):
         decode must reproduce it."""
         check_grid(grid, self.window)
         self.check_condition(cond)
-        if windows.shape[1] >= (grid[0] // self.window) * (grid[1] // self.window):
+        if windows.shape[1] >= ar_steps(grid, self.window):
             raise ValueError(f"{windows.shape[1]} windows fed back, but a {grid} grid has fewer to predict")
         weight = self.output.weight
         x = torch.cat([self.cls_embedding(cond.embeddings.to(weight.dtype)), self.embed_windows(windows)], dim=1)

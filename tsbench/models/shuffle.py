@@ -28,6 +28,11 @@ def check_grid(grid: tuple[int, int], window: int) -> None:
         )
 
 
+def ar_steps(grid: tuple[int, int], window: int) -> int:
+    """AR steps that generate a token grid: one per s x s window (the grid divisible by s, see check_grid)."""
+    return (grid[0] // window) * (grid[1] // window)
+
+
 def grid_to_windows(x: torch.Tensor, window: int) -> torch.Tensor:
     """[B, h, w, *C] -> [B, (h/s)(w/s), s*s, *C]: windows in raster order, tokens raster inside."""
     b, h, w, *c = x.shape

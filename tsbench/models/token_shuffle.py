@@ -18,12 +18,12 @@ from torch import nn
 from tsbench.config.registry import suggest
 from tsbench.config.suite import option
 from tsbench.models.base import (Adapter, ARImageModel, Conditioning, DecodeState, Geometry, count_parameters,
-                                 make_options)
+                                 left_pad, make_options)
 from tsbench.models.checkpoint import (CheckpointError, check_tensor_file, file_digest, load_strict, read_tensors,
                                       unwrap_state_dict)
 from tsbench.models.cost import CostModel, Shuffle, Transformer
 from tsbench.models.layers import KVCache, RMSNorm, SwiGLU, apply_rope, attention_mask, rope_rotation
-from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, check_grid, check_window
+from tsbench.models.shuffle import WINDOWS, ShuffleIn, ShuffleOut, ar_steps, check_grid, check_window
 from tsbench.models.tokenizer import get_tokenizer
 from tsbench.models.vq import VQModel, VQOptions, decode_cost, get_vq_config
 
@@ -165,20 +165,18 @@ class TokenShuffleLM(ARImageModel):
         rows = [[bos, *text[:budget], soi] for text in texts]
         if cfg:
             rows += [[bos, soi]] * len(prompts)
-        length = max(map(len, rows))
-        device = self.tok_embeddings.weight.device
-        tokens = torch.zeros(len(rows), length, dtype=torch.long)
-        mask = torch.zeros(len(rows), length, dtype=torch.bool)
-        for i, row in enumerate(rows):  # left padding: every row ends at the same position
-            tokens[i, length - len(row):] = torch.tensor(row)
-            mask[i, length - len(row):] = True
-        return Conditioning(mask=mask.to(device), tokens=tokens.to(device),
-                            truncated=sum(len(text) > budget for text in texts), text_budget=budget)
+        tokens, mask = left_pad(rows, 0, self.tok_embeddings.weight.device)
+        return Conditioning(mask=mask, tokens=tokens, truncated=sum(len(text) > budget for text in texts),
+                            text_budget=budget)
 
     # ---- decoding -----------------------------------------------------------------------------
-    def _transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """The blocks over x [rows, t, d] at ``positions`` [rows, t]; writes the cache, never advances it."""
-        rope = rope_rotation(self.config.head_dim, positions, self.config.rope_theta)
+    def _rotations(self, positions: torch.Tensor) -> torch.Tensor:
+        """Rotary embeddings [B, T, 1, head_dim/2] of ``positions`` [B, T]."""
+        return rope_rotation(self.config.head_dim, positions, self.config.rope_theta)
+
+    def _transformer(self, x: torch.Tensor, rope: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The blocks over x [rows, t, d] with rotations ``rope`` [rows, t, 1, head_dim/2]; writes the cache,
+        never advances it."""
         mask = attention_mask(cache, x.shape[1])
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, cache, i, mask)
@@ -208,15 +206,18 @@ class TokenShuffleLM(ARImageModel):
 
     def start(self, cond: Conditioning, grid: tuple[int, int]) -> tuple[DecodeState, torch.Tensor]:
         check_grid(grid, self.window)
-        steps = (grid[0] // self.window) * (grid[1] // self.window)
+        steps = ar_steps(grid, self.window)
         cache, positions = self._prefix(cond, steps - 1)  # the last window is never fed back
-        hidden = self._transformer(self.tok_embeddings(cond.tokens), positions, cache)
+        hidden = self._transformer(self.tok_embeddings(cond.tokens), self._rotations(positions), cache)
         cache.advance(cond.length)
-        state = DecodeState(cache=cache, grid=grid, positions=positions[:, -1] + 1)
+        # the rotations of every position a decode step can reach, once per image; a step looks its rows' up
+        rope = self._rotations(torch.arange(cond.length + steps, device=positions.device)[None])[0]
+        state = DecodeState(cache=cache, grid=grid, positions=positions[:, -1] + 1, extra={"rope": rope})
         return state, self._window_logits(hidden[:, -1:])[:, 0]
 
     def decode(self, state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
-        hidden = self._transformer(self._embed_windows(codes[:, None]), state.positions[:, None], state.cache)
+        rope = state.extra["rope"][state.positions][:, None]
+        hidden = self._transformer(self._embed_windows(codes[:, None]), rope, state.cache)
         return self._window_logits(hidden)[:, 0]
 
     def forward(self, cond: Conditioning, windows: torch.Tensor) -> torch.Tensor:
@@ -226,7 +227,7 @@ class TokenShuffleLM(ARImageModel):
         cache, positions = self._prefix(cond, n, store=False)
         image_positions = positions[:, -1:] + 1 + torch.arange(n, device=positions.device)
         x = torch.cat([self.tok_embeddings(cond.tokens), self._embed_windows(windows)], dim=1)
-        hidden = self._transformer(x, torch.cat([positions, image_positions], dim=1), cache)
+        hidden = self._transformer(x, self._rotations(torch.cat([positions, image_positions], dim=1)), cache)
         return self._window_logits(hidden[:, cond.length - 1:])
 
     def describe(self) -> dict[str, Any]:

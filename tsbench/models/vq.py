@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tsbench.config.registry import suggest
+from tsbench.config.registry import unknown_name
 from tsbench.config.suite import FieldError, option
 from tsbench.models.checkpoint import load_strict, read_tensors, unwrap_state_dict
 from tsbench.models.cost import VQDecode
@@ -23,6 +23,12 @@ from tsbench.models.cost import VQDecode
 # LlamaGen keeps a rolling window of the last 65536 code ids as a persistent buffer for training
 # statistics; it is useless for inference but is in the checkpoint, so a strict load needs it.
 CODEBOOK_USAGE_WINDOW = 65536
+
+
+def vq_downsample(channel_multiplier: tuple[int, ...] | list[int]) -> int:
+    """Pixels per token side of a VQ whose encoder halves the image between consecutive channel levels
+    (LlamaGen's, Janus's and Emu3's alike)."""
+    return 2 ** (len(channel_multiplier) - 1)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class VQConfig:
     @property
     def downsample(self) -> int:
         """Pixels per token side: one stride-2 step between consecutive levels."""
-        return 2 ** (len(self.ch_mult) - 1)
+        return vq_downsample(self.ch_mult)
 
 
 VQ_PRESETS: dict[str, VQConfig] = {
@@ -296,8 +302,7 @@ class VQOptions:
 
     def __post_init__(self) -> None:
         if self.vq is not None and self.vq not in VQ_PRESETS:  # a typo fails when the suite loads
-            raise FieldError("vq", f"unknown VQ preset {self.vq!r}.{suggest(self.vq, list(VQ_PRESETS))} "
-                                   f"Known: {', '.join(VQ_PRESETS)}")
+            raise FieldError("vq", unknown_name("VQ preset", self.vq, VQ_PRESETS))
 
 
 def decode_cost(config: VQConfig) -> VQDecode:

@@ -6,16 +6,15 @@ columns (window, resolution, ...) so any pair of runs can be compared on them.
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from tsbench.io import atomic_write_bytes, atomic_write_text
-from tsbench.runner.store import RunStore
+from tsbench.models.base import PARTIAL_RANDOM
+from tsbench.runner.store import RunStore, read_manifest, run_labels, write_tables
+from tsbench.scoring.aggregate import column as quality_column
 
 # config column -> row keys that may hold it, first non-null wins (error rows lack the model.* keys); the
 # window the model really ran at comes first (a null config window means "the checkpoint's")
@@ -33,8 +32,8 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "weights": ("model.weights",),
 }
 CONFIG_COLUMNS = list(CONFIG_KEYS)
-# config columns that legitimately change with the compared one: a trained preset ships one checkpoint
-# per window (preset 'shapes'), so its weights hash follows the window and must not block the pairing
+# config columns that legitimately change with the compared one: a trained preset may ship one checkpoint
+# per window, so its weights hash follows the window and must not block the pairing
 VARIES_WITH: dict[str, tuple[str, ...]] = {"window": ("weights",)}
 ID_COLUMNS = ["run", "suite", "cell_id", "status", *CONFIG_COLUMNS]
 INTEGER_COLUMNS = ("window", "resolution", "batch_size")
@@ -43,7 +42,7 @@ METRIC_PREFIXES = ("flops.", "latency.", "throughput.", "memory.", "quality.", "
 NOT_METRICS = ("quality.prompts", "quality.images_per_prompt", "quality.benchmark_prompts")
 # Weights that make a row cost-only: new, untrained modules around a trained backbone. Their quality
 # columns are dropped, so no table or plot sets them beside trained models' quality.
-COST_ONLY_WEIGHTS = ("partial-random",)
+COST_ONLY_WEIGHTS = (PARTIAL_RANDOM,)
 HIGHER_IS_BETTER = ("throughput.", "quality.", "roofline.decode_fraction", "roofline.achieved_flop_s")
 KEY_FORMATS = {"window": "s = {}", "resolution": "{} px", "batch_size": "batch {}", "cfg_scale": "cfg {:g}"}
 
@@ -59,7 +58,7 @@ def higher_is_better(metric: str, cells: pd.DataFrame | None = None) -> bool:
     """Throughput grows with goodness; time, FLOPs and memory shrink; a quality column goes the way its
     scorer declared (``quality.<scorer>.direction`` in ``cells``), higher by default."""
     if metric.startswith("quality.") and cells is not None:
-        direction = f"quality.{metric.split('.')[1]}.direction"
+        direction = quality_column(metric.split(".")[1], "direction")
         if direction in cells and (cells[direction] == "lower").any():
             return False
     return metric.startswith(HIGHER_IS_BETTER)
@@ -70,21 +69,6 @@ def key_text(key: str, value: Any) -> str:
     if key == "compile" and pd.notna(value):
         return "compiled" if value else "eager"
     return KEY_FORMATS.get(key, "{}").format(value) if pd.notna(value) else f"{key} ?"
-
-
-def run_labels(run_dirs: Iterable[str | Path]) -> list[str]:
-    """Short unique names: the directory name, with its parent when two runs share a name."""
-    paths = [Path(d).resolve() for d in run_dirs]
-    names = [p.name for p in paths]
-    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
-
-
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """The run's manifest.json, or {} when it is missing or unreadable (rows alone still make a report)."""
-    try:
-        return json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _coalesce(row: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -183,10 +167,4 @@ def geomean(values: Iterable[float]) -> float:
 
 def export(frame: pd.DataFrame, out_dir: str | Path, stem: str = "tidy") -> tuple[Path, Path]:
     """``<stem>.csv`` and ``<stem>.parquet`` in ``out_dir``, each replaced atomically."""
-    out_dir = Path(out_dir)
-    csv_path, parquet_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.parquet"
-    atomic_write_text(csv_path, frame.to_csv(index=False))
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    atomic_write_bytes(parquet_path, buffer.getvalue())
-    return csv_path, parquet_path
+    return write_tables(frame, Path(out_dir) / f"{stem}.csv", Path(out_dir) / f"{stem}.parquet")

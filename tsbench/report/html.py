@@ -21,13 +21,14 @@ import pandas as pd
 from PIL import Image
 
 import tsbench
-from tsbench.report.aggregate import (CONFIG_COLUMNS, compare, export, geomean, higher_is_better, load_cells,
-                                      read_manifest, run_labels, tidy)
+from tsbench.io import atomic_write_bytes, atomic_write_text
+from tsbench.report.aggregate import CONFIG_COLUMNS, compare, export, geomean, higher_is_better, load_cells, tidy
 from tsbench.report.baselines import load_baselines
 from tsbench.report.human import human_sections
 from tsbench.report.plots import GridSpec, caption, grid_specs, make_plots
 from tsbench.report.quality import MISSING, scored, sections, unplaced_published, with_headline
-from tsbench.runner.store import atomic_write_bytes, atomic_write_text, flatten_row
+from tsbench.runner.store import flatten_row, read_manifest, run_labels
+from tsbench.scoring.aggregate import column as quality_column, scorers_in
 
 TEMPLATES = Path(__file__).parent / "templates"
 THUMBNAIL_PX = 256
@@ -152,10 +153,10 @@ def _speedups(frame: pd.DataFrame, cells: pd.DataFrame) -> dict[str, Any]:
 def _unscored(cells: pd.DataFrame) -> list[str]:
     """'<scorer>: not scored: <reason> (N cells)' for every scorer that could not run."""
     notes = []
-    for column in [c for c in cells.columns if c.startswith("quality.") and c.endswith(".status")]:
-        for status, count in cells[column].dropna().astype(str).value_counts().items():
+    for scorer in scorers_in(cells.columns):
+        for status, count in cells[quality_column(scorer, "status")].dropna().astype(str).value_counts().items():
             if status != "scored":
-                notes.append(f"{column.split('.')[1]}: {status} ({count} cell{'s' if count > 1 else ''})")
+                notes.append(f"{scorer}: {status} ({count} cell{'s' if count > 1 else ''})")
     return notes
 
 

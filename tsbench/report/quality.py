@@ -16,9 +16,10 @@ from typing import Any, Iterable
 import pandas as pd
 
 from tsbench.benchmarks import BENCHMARKS, Benchmark
-from tsbench.report.aggregate import CONFIG_COLUMNS, VARIES_WITH, key_text, read_manifest
+from tsbench.report.aggregate import CONFIG_COLUMNS, VARIES_WITH, key_text
 from tsbench.report.baselines import label as baseline_label
 from tsbench.report.baselines import rewritten
+from tsbench.runner.store import read_manifest
 from tsbench.scoring.aggregate import COMPLETE, Difference, column, paired_difference, parse_column, read_score_rows
 from tsbench.stats import CONFIDENCE, DEFAULT_RESAMPLES
 

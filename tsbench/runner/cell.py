@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 import tsbench
-from tsbench.config.suite import SuiteConfig, locate
+from tsbench.config.suite import SuiteConfig, WorkloadConfig, locate
 from tsbench.engine.generate import GuidanceConfig
 from tsbench.engine.sampling import SamplingConfig
 from tsbench.measure.env import environment
@@ -29,6 +29,7 @@ from tsbench.measure.roofline import cell_roofline
 from tsbench.measure.throughput import largest_batch
 from tsbench.models.checkpoint import CheckpointError
 from tsbench.models.compiled import compile_now
+from tsbench.models.shuffle import ar_steps
 from tsbench.benchmarks.layout import write_png
 from tsbench.runner.store import flatten_row
 from tsbench.runner.sweep import Cell
@@ -40,6 +41,13 @@ QualityHook = Callable[[Cell, Any, Path], dict[str, Any]]
 def batch_prompts(prompts: list[str], batch: int) -> list[str]:
     """The first ``batch`` prompts, cycling when the suite lists fewer."""
     return [prompts[i % len(prompts)] for i in range(batch)]
+
+
+def sampling_options(work: WorkloadConfig) -> dict[str, Any]:
+    """A workload's guidance and sampling settings as keyword arguments of ``tsbench.generate``."""
+    return {"cfg_schedule": work.cfg_schedule, "cfg_scale": work.cfg_scale,
+            "cfg_interval": tuple(work.cfg_interval) if work.cfg_interval else None,
+            "temperature": work.temperature, "top_k": work.top_k, "top_p": work.top_p}
 
 
 def load_cell_model(cell: Cell):
@@ -75,13 +83,14 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
     row.update(environment(device))
     row["env.dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
 
-    guidance = GuidanceConfig(work.cfg_scale, work.cfg_schedule, tuple(work.cfg_interval) if work.cfg_interval else None)
+    options = sampling_options(work)
+    guidance = GuidanceConfig(work.cfg_scale, work.cfg_schedule, options["cfg_interval"])
     sampling = SamplingConfig(work.temperature, work.top_k, work.top_p)
     prompts = batch_prompts(work.prompts, work.batch_size)
     seeds = [work.seed + i for i in range(len(prompts))]
     grid = model.grid(work.resolution)
     row["workload.visual_tokens"] = grid[0] * grid[1]
-    row["workload.ar_steps"] = (grid[0] // model.window) * (grid[1] // model.window)
+    row["workload.ar_steps"] = ar_steps(grid, model.window)
     if measure.flops or measure.latency or measure.memory or measure.max_batch_search:  # the workload prompts run
         # each distinct prompt once; its padded length (the longest prompt's) is the batch's prefill length
         distinct = list(dict.fromkeys(prompts))
@@ -112,10 +121,8 @@ def measure_cell(cell: Cell, cell_dir: Path, quality: QualityHook | None = None)
         steps = tqdm(total=row["workload.ar_steps"], desc="decode", unit="step", leave=False, file=sys.stderr,
                      disable=None)
         with track_peak_memory(device) as peak:
-            result = tsbench.generate(model, prompts, work.resolution, cfg_schedule=work.cfg_schedule,
-                                      cfg_scale=work.cfg_scale, temperature=work.temperature, top_k=work.top_k,
-                                      top_p=work.top_p, seeds=seeds, batch_size=len(prompts),
-                                      cfg_interval=guidance.interval, on_step=lambda i, t: steps.update())
+            result = tsbench.generate(model, prompts, work.resolution, seeds=seeds, batch_size=len(prompts),
+                                      on_step=lambda i, t: steps.update(), **options)
         steps.close()
         row.update(peak)
         samples = []

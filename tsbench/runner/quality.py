@@ -28,7 +28,7 @@ from tsbench.benchmarks import BENCHMARKS, PromptSet, load_prompts
 from tsbench.benchmarks.layout import done_images, read_records, save_image, sidecar_lock
 from tsbench.config.suite import QualityConfig, SuiteConfig, config_hash
 from tsbench.io import atomic_write_text
-from tsbench.runner.cell import QualityHook
+from tsbench.runner.cell import QualityHook, sampling_options
 from tsbench.runner.store import RunStore
 from tsbench.runner.sweep import Cell
 from tsbench.scoring import SCORERS, ScoreItem, ScorerUnavailable
@@ -83,10 +83,8 @@ def generate_shard(cell: Cell, model: Any, cell_dir: Path, shard: Shard = Shard(
     for lo in range(0, len(todo), w.batch_size):
         batch = todo[lo:lo + w.batch_size]
         seeds = [w.seed + index * q.images_per_prompt + sample for index, _, sample in batch]
-        result = tsbench.generate(model, [p.generation_text for _, p, _ in batch], w.resolution,
-                                  cfg_schedule=w.cfg_schedule, cfg_scale=w.cfg_scale, temperature=w.temperature,
-                                  top_k=w.top_k, top_p=w.top_p, seeds=seeds, batch_size=len(batch),
-                                  cfg_interval=tuple(w.cfg_interval) if w.cfg_interval else None)
+        result = tsbench.generate(model, [p.generation_text for _, p, _ in batch], w.resolution, seeds=seeds,
+                                  batch_size=len(batch), **sampling_options(w))
         with sidecar_lock(image_root):
             for (_, prompt, sample), seed, image in zip(batch, seeds, result.images):
                 save_image(image_root, benchmark, prompt, sample, seed, image_hash, Image.fromarray(image))

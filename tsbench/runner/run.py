@@ -15,7 +15,7 @@ from tsbench.runner.cell import QualityHook, run_cell
 from tsbench.runner.store import RunStore
 from tsbench.runner.sweep import Cell, expand_cells
 from tsbench.runner.validate import validate_cells
-from tsbench.scoring.aggregate import column
+from tsbench.scoring.aggregate import column, scorers_in
 
 SUMMARY_COLUMNS = {
     "cell_id": "cell",
@@ -89,7 +89,7 @@ def summary_table(run_dir: str | Path) -> str:
         table["GFLOP/img"] = table["GFLOP/img"] / 1e9
     if "step ms" in table:
         table["step ms"] = table["step ms"] * 1e3
-    for scorer in dict.fromkeys(c.split(".")[1] for c in frame.columns if c.startswith("quality.") and c.endswith(".status")):
+    for scorer in scorers_in(frame.columns):
         table[scorer] = [quality_headline(row, scorer) for row in rows]
     return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 

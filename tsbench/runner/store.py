@@ -83,7 +83,31 @@ def _drop_partial_tail(fd: int, path: Path) -> None:
                   stacklevel=3)
 
 
-RESULTS_FILE = "results.jsonl"
+RESULTS_FILE, MANIFEST_FILE = "results.jsonl", "manifest.json"
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The run's manifest, or {} when it is missing or unreadable (its rows alone still describe the run)."""
+    try:
+        return json.loads((Path(run_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def run_labels(run_dirs: Iterable[str | Path]) -> list[str]:
+    """Short unique names of run directories: the directory name, with its parent when two runs share a name."""
+    paths = [Path(d).resolve() for d in run_dirs]
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+
+
+def write_tables(frame: Any, csv_path: Path, parquet_path: Path) -> tuple[Path, Path]:
+    """A pandas frame as CSV and Parquet, each file replaced atomically."""
+    atomic_write_text(csv_path, frame.to_csv(index=False))
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(parquet_path, buffer.getvalue())
+    return csv_path, parquet_path
 
 
 class RunStore:
@@ -95,7 +119,7 @@ class RunStore:
         self.results_path = self.run_dir / RESULTS_FILE
         self.csv_path = self.run_dir / "results.csv"
         self.parquet_path = self.run_dir / "results.parquet"
-        self.manifest_path = self.run_dir / "manifest.json"
+        self.manifest_path = self.run_dir / MANIFEST_FILE
 
     @classmethod
     def existing(cls, run_dir: str | Path) -> "RunStore":
@@ -161,12 +185,7 @@ class RunStore:
         """Write ``results.csv`` and ``results.parquet`` from the deduplicated rows."""
         import pandas as pd  # imported here so that cell workers, which only append, start fast
 
-        frame = pd.DataFrame(self.load_rows())
-        atomic_write_text(self.csv_path, frame.to_csv(index=False))
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        atomic_write_bytes(self.parquet_path, buffer.getvalue())
-        return self.csv_path, self.parquet_path
+        return write_tables(pd.DataFrame(self.load_rows()), self.csv_path, self.parquet_path)
 
     def write_manifest(self, suite_dict: Mapping[str, Any], resolved_cells: Iterable[Any],
                        environment: Mapping[str, Any]) -> Path:

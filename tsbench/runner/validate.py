@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from tsbench.config.registry import RegistryError, suggest
+from tsbench.config.registry import RegistryError, unknown_name
 from tsbench.config.suite import ConfigError, FieldError, SuiteConfig, locate, tensor_file_options
 from tsbench.engine.cfg import CFG_SCHEDULES
 from tsbench.models import ADAPTERS
@@ -94,8 +94,7 @@ def check_preset(config: SuiteConfig) -> None:
         return
     names = ADAPTERS.get(m.adapter).presets()
     if m.preset not in names:
-        raise FieldError("model.preset", f"unknown {m.adapter} preset {m.preset!r}.{suggest(m.preset, names)} "
-                                         f"Known: {', '.join(names)}")
+        raise FieldError("model.preset", unknown_name(f"{m.adapter} preset", m.preset, names))
 
 
 def check_window_and_resolution(config: SuiteConfig) -> None:

@@ -311,6 +311,12 @@ def column(scorer: str, key: str, sub: str | None = None) -> str:
     return f"quality.{scorer}.{key}" + (f".{sub}" if sub else "")
 
 
+def scorers_in(columns: Iterable[str]) -> list[str]:
+    """The scorers that have a status column among ``columns`` (scored or not), in first-seen order."""
+    return list(dict.fromkeys(name.split(".")[1] for name in columns
+                              if name.startswith("quality.") and name.endswith(".status")))
+
+
 def parse_column(name: str) -> tuple[str, str, str | None] | None:
     """(scorer, tag, None | 'ci_low' | 'ci_high') of a number column; None for anything else
     (meta and coverage columns, the run-level ``quality.benchmark`` ...)."""

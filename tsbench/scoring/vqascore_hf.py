@@ -60,7 +60,6 @@ class HFVQAScorer:
             import transformers
         except ImportError as e:
             raise ScorerUnavailable(f"transformers is not installed ({e}); pip install 'tsbench[hf]'") from None
-        self.model_name = model
         self.device = device or default_device()
         if dtype is not None and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype {dtype!r} is not a torch dtype name (e.g. 'bfloat16', 'float32')")
