@@ -119,3 +119,18 @@ def test_registry_says_which_adapters_compile(adapter: str, preset: str) -> None
     if not ADAPTERS.get(adapter).compiles:
         with pytest.raises(CompileUnsupported, match=f"adapter {adapter!r} implements step"):
             compile_decode(model)
+
+
+def test_many_compiled_models_in_one_process_each_compile_their_own_graph() -> None:
+    """A sweep compiles one model per cell in one process. Dynamo caches graphs per code object, so
+    models sharing ``decode``'s code would pile into one cache and fail at its recompile limit (8)."""
+    limit = torch._dynamo.config.recompile_limit
+    guidance, grid = GuidanceConfig(4.0, "constant"), (4, 4)
+    counters = []
+    for _ in range(limit + 2):
+        model = tsbench.load_model("token-shuffle", preset="tiny", window=1)
+        counter = CompileCounterWithBackend("eager")
+        compile_decode(model, backend=counter)
+        generate_tokens(model, PROMPTS[:1], grid, guidance, GREEDY, [0])
+        counters.append(counter.frame_count)
+    assert counters == [1] * (limit + 2)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import types
 import warnings
 from typing import Any, Iterator
 
@@ -73,6 +74,20 @@ def tracing_settings(device: torch.device) -> Iterator[None]:
         yield
 
 
+def own_code(method: Any) -> Any:
+    """``method`` bound to a private copy of its function's code object.
+
+    Dynamo keeps its compiled graphs per code object, guarded on ``self``. Every model of one adapter
+    would share one cache: a sweep's ninth compiled model then hits dynamo's recompile limit (a hard
+    error under ``fullgraph``), and the frozen weights of every earlier model stay alive in that cache.
+    With its own code object, each model's graphs are its own and are freed with it."""
+    fn = method.__func__
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{id(method.__self__):x}")
+    copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__, copy.__qualname__ = fn.__kwdefaults__, f"{fn.__qualname__}[{code.co_name}]"
+    return types.MethodType(copy, method.__self__)
+
+
 def compile_decode(model: ARImageModel, **overrides: Any) -> ARImageModel:
     """Route ``model.step`` through a compiled static-shape ``decode``; returns the model.
 
@@ -84,7 +99,8 @@ def compile_decode(model: ARImageModel, **overrides: Any) -> ARImageModel:
         raise CompileUnsupported(f"adapter {adapter_name(model)!r} implements step() but no decode(), so its decode "
                                  f"step cannot be compiled; set model.compile: false for it")
     device = next(model.parameters()).device
-    compiled = torch.compile(model.decode, fullgraph=True, dynamic=False, **{**compile_options(device), **overrides})
+    compiled = torch.compile(own_code(model.decode), fullgraph=True, dynamic=False,
+                             **{**compile_options(device), **overrides})
 
     def static_decode(state: DecodeState, codes: torch.Tensor) -> torch.Tensor:
         cache = state.cache
